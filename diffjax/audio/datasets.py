@@ -1,0 +1,328 @@
+"""Audio datasets, registered in `diffjax.data.DATASETS`: 'synth_music' and 'folder'.
+
+Every dataset offers one call, deterministic in its arguments:
+
+    ds = get_dataset("synth_music", sample_rate=16000, clip_seconds=1.0, cache_dir=workdir)
+    batch = ds.batch(step, batch_size, seed=0, process_index=0, process_count=1)
+    batch["audio"]   # float32 [b, L, C] in [-1, 1], b = batch_size // process_count
+    batch["mask"]    # float32 [b, L, 1]: 1 on real audio, 0 on padding of short clips
+    batch["index"]   # int32 [b]: which clip (for debugging and tests)
+    batch["label"]   # int32 [b] (+ other label fields), where the dataset has labels
+    ds.eval          # the evaluation split, same interface
+    ds.sample_rate, ds.channels, ds.length, ds.num_classes, ds.class_names, len(ds)
+
+Sampling. The global batch of `step` is positions [step * B, (step + 1) * B) of an endless
+stream; position p is clip `perm_e[p mod N]` of epoch e = p // N, with `perm_e` a permutation
+seeded by (seed, e), so each epoch sees every clip once. Host `process_index` takes the
+contiguous slice [i * b, (i + 1) * b) of the global batch: hosts are disjoint, and the global batch
+does not depend on the process count. Random crops are seeded by (seed, step, position). Nothing
+depends on previous calls, so a resumed run sees exactly the same data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+
+import numpy as np
+
+from diffjax.audio import io, synth
+from diffjax.data import DATASETS
+
+logger = logging.getLogger("diffjax")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared sampling logic
+# ---------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, 0x5EED])).permutation(n)
+
+
+def host_positions(step: int, batch_size: int, process_index: int,
+                   process_count: int) -> np.ndarray:
+    """Stream positions [b] of this host's share of the global batch of `step`."""
+    if batch_size % process_count:
+        raise ValueError(f"batch_size {batch_size} is not divisible by process_count "
+                         f"{process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    b = batch_size // process_count
+    return step * batch_size + process_index * b + np.arange(b, dtype=np.int64)
+
+
+def clip_indices(positions: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Maps stream positions to clip indices: epoch-wise permutations of range(n)."""
+    return np.asarray([_epoch_permutation(seed, int(p // n), n)[p % n] for p in positions],
+                      np.int64)
+
+
+def crop_rng(seed: int, step: int, position: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, step, int(position), 0xC409]))
+
+
+def split_of(relpath: str, eval_fraction: float) -> str:
+    """'eval' or 'train', fixed by a hash of the relative path (stable across machines)."""
+    h = int(hashlib.sha1(relpath.replace(os.sep, "/").encode()).hexdigest()[:8], 16)
+    return "eval" if h / 2 ** 32 < eval_fraction else "train"
+
+
+def _pad(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pads or truncates x [l, C] to [length, C]; mask [length, 1] marks the real part."""
+    m = np.zeros((length, 1), np.float32)
+    m[:min(len(x), length)] = 1.0
+    out = np.zeros((length, x.shape[1]), np.float32)
+    out[:min(len(x), length)] = x[:length]
+    return out, m
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded synthesised music
+# ---------------------------------------------------------------------------------------------
+
+@DATASETS.register("synth_music")
+@dataclasses.dataclass(frozen=True)
+class SynthMusic:
+    """The embedded default dataset (`diffjax.audio.synth`): notes, chords, arpeggios, drums.
+
+    Labels: 'label' (instrument, `class_names`), 'pitch' (MIDI), 'kind', 'quality', 'velocity'.
+    Clips 0..num_train-1 are the train split and the next num_eval the eval split.
+    """
+
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0     # length of the rendered clips
+    crop_seconds: float | None = None  # random crops of this length; None = whole clips
+    num_train: int = 512          # renders in ~2 s on one CPU core
+    num_eval: int = 64
+    seed: int = 0                 # the synthesis seed (the sampling seed is batch(seed=...))
+    channels: int = 1             # 1, or 2 (the mono clip on both channels)
+    cache_dir: str | None = None  # default $XDG_CACHE_HOME/diffjax
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.split not in ("train", "eval"):
+            raise ValueError(f"split must be 'train' or 'eval'; got {self.split!r}")
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2; got {self.channels!r}")
+
+    @functools.cached_property
+    def _data(self) -> dict[str, np.ndarray]:
+        data = synth.synth_music(self.num_train + self.num_eval, sample_rate=self.sample_rate,
+                                 clip_seconds=self.clip_seconds, seed=self.seed,
+                                 cache_dir=self.cache_dir)
+        sl = slice(0, self.num_train) if self.split == "train" else slice(self.num_train, None)
+        return {k: v[sl] for k, v in data.items()}
+
+    @property
+    def length(self) -> int:
+        return int(round((self.crop_seconds or self.clip_seconds) * self.sample_rate))
+
+    num_classes = len(synth.INSTRUMENTS)
+    class_names = synth.INSTRUMENTS
+
+    def __len__(self) -> int:
+        return self.num_train if self.split == "train" else self.num_eval
+
+    @property
+    def eval(self) -> "SynthMusic":
+        return dataclasses.replace(self, split="eval")
+
+    def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
+              process_count: int = 1) -> dict[str, np.ndarray]:
+        """This host's share of the global batch of `step` (see the module docstring)."""
+        pos = host_positions(step, batch_size, process_index, process_count)
+        idx = clip_indices(pos, len(self), seed)
+        audio = self._data["audio"][idx]  # [b, L_clip]
+        full = audio.shape[1]
+        if self.length < full:
+            starts = [crop_rng(seed, step, p).integers(full - self.length + 1) for p in pos]
+            audio = np.stack([a[s:s + self.length] for a, s in zip(audio, starts)])
+        audio = np.repeat(audio[:, :, None], self.channels, axis=2).astype(np.float32)
+        out = {"audio": audio, "mask": np.ones(audio.shape[:2] + (1,), np.float32),
+               "index": idx.astype(np.int32)}
+        out.update({k: self._data[k][idx] for k in ("label", "pitch", "kind", "quality",
+                                                     "velocity")})
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder of audio files
+# ---------------------------------------------------------------------------------------------
+
+def _scan_file(path: str) -> dict:
+    """Manifest entry of one file; raises io.AudioError (with the reason) if it is unusable."""
+    info = io.audio_info(path)
+    x = io.read_audio(path, sample_rate=info.sample_rate, channels=None)  # NaN/inf check.
+    return {"duration": info.duration, "sample_rate": info.sample_rate,
+            "channels": info.channels, "frames": info.frames, "rms_db": io.rms_db(x),
+            "peak": float(np.max(np.abs(x)))}
+
+
+def build_manifest(root: str, cache_dir: str) -> dict:
+    """Scans `root` recursively and caches the manifest as JSON in `cache_dir`.
+
+    Entries are keyed by relative path, with (size, mtime) to detect changed files; only new or
+    changed files are re-read on later calls. Unusable files are listed under 'skipped' with the
+    reason, and each is warned about (logger 'diffjax').
+    """
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"audio folder {root} does not exist")
+    tag = hashlib.sha1(root.encode()).hexdigest()[:12]
+    path = os.path.join(cache_dir, f"manifest_{tag}.json")
+    old = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    files, skipped = {}, {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.lower().endswith(io.AUDIO_EXTENSIONS):
+                continue
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            st = os.stat(full)
+            stamp = [st.st_size, st.st_mtime_ns]
+            prev_ok, prev_bad = old.get("files", {}).get(rel), old.get("skipped", {}).get(rel)
+            if prev_ok and prev_ok["stamp"] == stamp:
+                files[rel] = prev_ok
+                continue
+            if prev_bad and prev_bad["stamp"] == stamp:
+                skipped[rel] = prev_bad
+            else:
+                try:
+                    files[rel] = {**_scan_file(full), "stamp": stamp}
+                    continue
+                except io.AudioError as e:
+                    skipped[rel] = {"reason": str(e).removeprefix(f"{full}: "), "stamp": stamp}
+            logger.warning("skipping %s: %s", full, skipped[rel]["reason"])
+    manifest = {"root": root, "files": files, "skipped": skipped}
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, path)
+    return manifest
+
+
+@DATASETS.register("folder")
+@dataclasses.dataclass(frozen=True)
+class AudioFolder:
+    """Random fixed-length crops from the wav/flac/ogg files under `root` (recursively).
+
+    Files are resampled to `sample_rate` (logged), down-mixed or kept stereo, and optionally
+    peak-normalised. Clips shorter than a crop are zero-padded and masked. With `silence_db`,
+    files whose RMS is below it are skipped, and crops below it are redrawn (up to 8 times).
+    With `labels_from_dirs`, the label is the top-level sub-folder's index in `class_names`.
+    """
+
+    root: str
+    cache_dir: str                # where the manifest JSON is cached (e.g. the workdir)
+    sample_rate: int = 16000
+    crop_seconds: float = 1.0
+    channels: int | None = 1      # 1 = mono down-mix, 2 = stereo
+    normalize: bool = False       # peak-normalise each file
+    silence_db: float | None = None  # e.g. -50: skip silent files, redraw silent crops
+    eval_fraction: float = 0.05   # files hashed into the eval split
+    labels_from_dirs: bool = False
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.split not in ("train", "eval"):
+            raise ValueError(f"split must be 'train' or 'eval'; got {self.split!r}")
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2; got {self.channels!r}")
+
+    @functools.cached_property
+    def _manifest(self) -> dict:
+        m = build_manifest(self.root, self.cache_dir)
+        found = len(m["files"]) + len(m["skipped"])
+        usable = {r: e for r, e in m["files"].items()
+                  if self.silence_db is None or e["rms_db"] >= self.silence_db}
+        silent = len(m["files"]) - len(usable)
+        log = logger.warning if m["skipped"] or silent else logger.info
+        log("audio folder %s: %d files, %d usable, %d skipped as unreadable/corrupt, "
+                    "%d skipped as silent", m["root"], found, len(usable), len(m["skipped"]),
+                    silent)
+        if not usable:
+            reasons = "; ".join(f"{r}: {e['reason']}" for r, e in list(m["skipped"].items())[:5])
+            raise ValueError(f"no usable audio in {m['root']}: {found} audio files found, "
+                             f"{len(m['skipped'])} unreadable, {silent} silent. {reasons}")
+        return {"root": m["root"], "files": usable, "skipped": m["skipped"]}
+
+    @functools.cached_property
+    def class_names(self) -> tuple[str, ...]:
+        if not self.labels_from_dirs:
+            return ()
+        return tuple(sorted({r.split("/")[0] for r in self._manifest["files"] if "/" in r}))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @functools.cached_property
+    def files(self) -> tuple[str, ...]:
+        """Relative paths of this split's files, sorted."""
+        sel = tuple(r for r in sorted(self._manifest["files"])
+                    if split_of(r, self.eval_fraction) == self.split)
+        if not sel:
+            raise ValueError(f"the {self.split} split of {self.root} is empty "
+                             f"({len(self._manifest['files'])} usable files, eval_fraction="
+                             f"{self.eval_fraction})")
+        return sel
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self._manifest["skipped"])
+
+    @property
+    def length(self) -> int:
+        return int(round(self.crop_seconds * self.sample_rate))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def eval(self) -> "AudioFolder":
+        return dataclasses.replace(self, split="eval")
+
+    def _crop(self, rel: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random crop [L, C] and mask [L, 1] of file `rel`, at `sample_rate`."""
+        e = self._manifest["files"][rel]
+        path = os.path.join(self._manifest["root"], rel)
+        ratio = e["sample_rate"] / self.sample_rate
+        src_len = int(math.ceil(self.length * ratio))
+        margin = int(math.ceil(32 * ratio))  # Source samples beyond the crop, for the filter.
+        for _ in range(8 if self.silence_db is not None else 1):
+            start = int(rng.integers(max(1, e["frames"] - src_len + 1)))
+            lo = max(0, start - margin)
+            x = io.read_audio(path, sample_rate=self.sample_rate, channels=self.channels,
+                              normalize=False, start=lo, frames=src_len + start - lo + margin)
+            skip = int(round((start - lo) / ratio))
+            x, m = _pad(x[skip:], self.length)
+            if self.silence_db is None or io.rms_db(x[m[:, 0] > 0]) >= self.silence_db:
+                break
+        if self.normalize and e["peak"] > 0:  # The file's peak, so crops keep their level.
+            x = x * (0.95 / e["peak"])
+        return np.clip(x, -1.0, 1.0), m
+
+    def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
+              process_count: int = 1) -> dict[str, np.ndarray]:
+        """This host's share of the global batch of `step` (see the module docstring)."""
+        pos = host_positions(step, batch_size, process_index, process_count)
+        idx = clip_indices(pos, len(self), seed)
+        crops = [self._crop(self.files[i], crop_rng(seed, step, p)) for i, p in zip(idx, pos)]
+        out = {"audio": np.stack([c[0] for c in crops]), "mask": np.stack([c[1] for c in crops]),
+               "index": idx.astype(np.int32)}
+        if self.labels_from_dirs:
+            names = self.class_names
+            out["label"] = np.asarray([names.index(self.files[i].split("/")[0])
+                                       if "/" in self.files[i] else -1 for i in idx], np.int32)
+        return out

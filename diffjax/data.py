@@ -1,0 +1,14 @@
+"""The dataset registry: toy distributions (`diffjax.toy`) and audio datasets (`diffjax.audio`).
+
+`get_dataset(name, **kwargs)` builds a dataset by config name; an unknown name lists the valid ones.
+"""
+from __future__ import annotations
+
+from diffjax.registry import Registry
+
+DATASETS = Registry("dataset")
+
+
+def get_dataset(name: str, **kwargs):
+    """Builds the dataset registered as `name` with its constructor keyword arguments."""
+    return DATASETS.get(name)(**kwargs)

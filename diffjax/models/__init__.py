@@ -1,0 +1,24 @@
+"""Score networks, registered by name. Each is a flax.linen Module called as
+
+    net.apply({"params": params}, x, c_noise, cond=None) -> F  (same shape as x)
+
+with `x` batch-first and channels-last ([B, D], [B, L, C] or [B, T, F, C]), `c_noise` a [B] float
+noise conditioning from the parameterisation (`diffjax.precond`), and `cond` None or a dict with
+optional keys 'label' (int32 [B]; the value `num_classes` is the null class for classifier-free
+guidance) and 'features' (float conditioning features such as a mel spectrogram).
+"""
+from __future__ import annotations
+
+from diffjax.registry import Registry
+
+MODELS = Registry("model")
+
+
+def get_model(name: str, **kwargs):
+    """Builds the network registered as `name` with its constructor keyword arguments."""
+    return MODELS.get(name)(**kwargs)
+
+
+# Importing a model module registers it.
+from diffjax.models import mlp  # noqa: E402,F401
+from diffjax.models import diffwave, unet  # noqa: E402,F401

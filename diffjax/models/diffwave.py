@@ -1,0 +1,142 @@
+"""DiffWave (Kong et al. 2021, sec. 3 and Fig. 2): a non-causal WaveNet for waveforms [B, L, C].
+
+`residual_layers` layers with dilation 2^(i mod dilation_cycle); each adds the projected
+diffusion-step embedding, applies a kernel-3 dilated conv (C -> 2C), adds the projected mel
+conditioner (if 'features' is given), gates with tanh * sigmoid, and splits a 1x1 conv into a
+residual (scaled by 1/sqrt(2)) and a skip output. The skips are summed / sqrt(layers) and
+projected to the output. Base (30 layers, 64 channels, mel-conditioned) has ~2.62M parameters,
+the paper's 2.64M.
+
+Mel conditioning: cond['features'] [B, T_mel, n_mels] (or [..., 1], as the 'mel' codec gives)
+is upsampled by two transposed 2-D convs with strides (16, 1) over (time, mel) and leaky ReLU 0.4
+(the paper's upsampler; hop 256 = 16 * 16), then cropped or zero-padded to L.
+
+Dilated convolutions (`conv_impl`): 'xla' is `lax.conv_general_dilated`; 'shifted' writes the
+kernel-3 dilated conv as three shifted slices concatenated into one [B*L, 3C] x [3C, 2C] matmul,
+which XLA's CPU backend runs faster (see benchmarks/models.py). Both use the same parameters.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from diffjax.models import MODELS
+from diffjax.models import layers
+
+Dtype = Any
+
+
+class DilatedConv3(nn.Module):
+    """Kernel-3 'SAME' dilated conv over [B, L, C] -> [B, L, features]; kernel param [3, C, F]."""
+
+    features: int
+    dilation: int
+    impl: str = "shifted"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c, d = x.shape[-1], self.dilation
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.impl == "xla":
+            y = jax.lax.conv_general_dilated(x, kernel, (1,), [(d, d)], rhs_dilation=(d,),
+                                             dimension_numbers=("NWC", "WIO", "NWC"))
+        elif self.impl == "shifted":
+            length = x.shape[1]
+            xp = jnp.pad(x, ((0, 0), (d, d), (0, 0)))
+            cat = jnp.concatenate([xp[:, k * d:k * d + length] for k in range(3)], axis=-1)
+            y = cat @ kernel.reshape(3 * c, self.features)
+        else:
+            raise ValueError(f"unknown conv_impl {self.impl!r}; valid: 'shifted', 'xla'")
+        return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+class ResidualLayer(nn.Module):
+    """One DiffWave residual layer (Kong et al. 2021, Fig. 2). Returns (residual out, skip)."""
+
+    channels: int
+    dilation: int
+    conv_impl: str = "shifted"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, emb, mel):
+        c = self.channels
+        y = x + nn.Dense(c, dtype=self.dtype, name="diffusion_projection")(emb)[:, None, :]
+        y = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")(y)
+        if mel is not None:
+            y = y + nn.Dense(2 * c, dtype=self.dtype, name="conditioner_projection")(mel)
+        gate, filt = jnp.split(y, 2, axis=-1)
+        y = nn.sigmoid(gate) * jnp.tanh(filt)
+        residual, skip = jnp.split(nn.Dense(2 * c, dtype=self.dtype, name="output_projection")(y),
+                                   2, axis=-1)
+        return (x + residual) / math.sqrt(2.0), skip
+
+
+class DiffWave(nn.Module):
+    """DiffWave network: x [B, L, C], c_noise [B], cond {'features': mel} -> [B, L, C]."""
+
+    residual_layers: int = 30
+    residual_channels: int = 64
+    dilation_cycle: int = 10
+    emb_dim: int = 512
+    upsample_strides: Sequence[int] = (16, 16)  # product = the mel hop length
+    conv_impl: str = "shifted"      # 'shifted' (three slices, one matmul) or 'xla'
+    num_classes: int = 0            # > 0 adds a class embedding (null class = num_classes)
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def _upsample(self, feats: jax.Array, length: int) -> jax.Array:
+        """Mel [B, T, n_mels(, 1)] -> [B, length, n_mels] by transposed convs (paper's upsampler)."""
+        h = feats.reshape(feats.shape[:3])[..., None].astype(self.dtype)  # [B, T, M, 1]
+        for i, s in enumerate(self.upsample_strides):
+            h = nn.ConvTranspose(1, (2 * s, 3), strides=(s, 1), padding="SAME", dtype=self.dtype,
+                                 name=f"upsample_{i}")(h)
+            h = nn.leaky_relu(h, 0.4)
+        h = h[..., 0][:, :length]
+        return jnp.pad(h, ((0, 0), (0, length - h.shape[1]), (0, 0)))
+
+    @nn.compact
+    def __call__(self, x: jax.Array, c_noise: jax.Array, cond: dict | None = None, *,
+                 train: bool = False) -> jax.Array:
+        length, out_ch, c = x.shape[1], x.shape[-1], self.residual_channels
+        emb = layers.conditioning_embedding(c_noise, cond, dim=self.emb_dim,
+                                            num_classes=self.num_classes, dtype=self.dtype)
+        mel = None
+        if cond is not None and cond.get("features") is not None:
+            mel = self._upsample(cond["features"], length)
+        h = nn.relu(nn.Dense(c, dtype=self.dtype, name="input_projection")(x.astype(self.dtype)))
+        layer = nn.remat(ResidualLayer) if self.remat else ResidualLayer
+        skip = 0.0
+        for i in range(self.residual_layers):
+            h, s = layer(c, 2 ** (i % self.dilation_cycle), self.conv_impl, self.dtype,
+                         name=f"layer_{i}")(h, emb, mel)
+            skip = skip + s
+        h = skip / math.sqrt(self.residual_layers)
+        h = nn.relu(nn.Dense(c, dtype=self.dtype, name="skip_projection")(h))
+        h = nn.Dense(out_ch, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                     name="output_projection")(h)
+        return h.astype(x.dtype)
+
+
+DIFFWAVE_SIZES = {
+        "tiny": dict(residual_layers=4, residual_channels=8, dilation_cycle=2, emb_dim=32),
+        "small": dict(residual_layers=12, residual_channels=32, dilation_cycle=6, emb_dim=128),
+        "base": dict(residual_layers=30, residual_channels=64, dilation_cycle=10, emb_dim=512),
+}
+
+
+@MODELS.register("diffwave")
+def diffwave(size: str = "base", **overrides) -> DiffWave:
+    """DiffWave of a named size ('tiny', 'small', 'base' = the paper's) with field overrides."""
+    if size not in DIFFWAVE_SIZES:
+        raise ValueError(f"unknown size {size!r}; valid sizes: {', '.join(DIFFWAVE_SIZES)}")
+    kw = {**DIFFWAVE_SIZES[size], **overrides}
+    kw["dtype"] = jnp.dtype(kw.get("dtype", "float32"))
+    return DiffWave(**kw)

@@ -1,0 +1,103 @@
+"""Tests for diffjax.audio.codecs: round trips, sigma_data, mel against librosa."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffjax.audio import codecs
+from diffjax.registry import UnknownNameError
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def audio():
+    rng = np.random.default_rng(0)
+    t = np.arange(4100) / SR
+    x = 0.3 * np.sin(2 * np.pi * 440 * t)[None, :, None] + 0.05 * rng.standard_normal((2, 4100, 2))
+    return jnp.asarray(x, jnp.float32)  # [2, 4100, 2], length not a multiple of the hop
+
+
+@pytest.mark.parametrize("n_fft,hop", [(510, 128), (256, 64)])
+def test_stft_round_trip_is_exact(audio, n_fft, hop):
+    spec = jax.jit(lambda x: codecs.stft(x, n_fft=n_fft, hop=hop))(audio)
+    assert spec.shape == (2, 1 + 4100 // hop, n_fft // 2 + 1, 2)
+    y = jax.jit(lambda s: codecs.istft(s, n_fft=n_fft, hop=hop, length=4100))(spec)
+    np.testing.assert_allclose(y, audio, atol=2e-6)
+
+
+def test_complex_stft_codec(audio):
+    codec = codecs.get_codec("complex_stft")
+    z = jax.jit(codec.encode)(audio)
+    assert z.shape == (2, 33, 256, 4) and z.dtype == jnp.float32
+    np.testing.assert_allclose(jax.jit(codec.decode, static_argnums=1)(z, 4100), audio, atol=1e-5)
+    # z = beta |c|^alpha e^{i angle c}, channels [Re_0, Re_1, Im_0, Im_1].
+    c = codecs.stft(audio, n_fft=510, hop=128)
+    zc = z[..., :2] + 1j * z[..., 2:]
+    np.testing.assert_allclose(jnp.abs(zc), jnp.abs(c) ** 0.5, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(jnp.angle(zc[jnp.abs(c) > 1e-3]),
+                               jnp.angle(c[jnp.abs(c) > 1e-3]), atol=1e-4)
+    scaled = codecs.ComplexSTFT(alpha=0.3, beta=0.15)
+    np.testing.assert_allclose(scaled.decode(scaled.encode(audio), 4100), audio, atol=1e-5)
+
+
+def test_sigma_data_of_a_sine():
+    t = np.arange(SR) / SR
+    for amp in (0.1, 0.8):
+        x = jnp.asarray(amp * np.sin(2 * np.pi * 250 * t))[None, :, None]
+        assert codecs.Waveform().sigma_data(x) == pytest.approx(amp / np.sqrt(2), rel=1e-4)
+    mask = jnp.zeros((1, SR, 1)).at[:, :SR // 2].set(1.0)
+    padded = x * mask
+    assert codecs.Waveform().sigma_data(padded, mask) == pytest.approx(0.8 / np.sqrt(2), rel=1e-3)
+    # The normalised STFT (alpha = 1) has unit gain per bin: Parseval gives mean |c|^2 = RMS^2
+    # over the n_fft / 2 positive-frequency bins, i.e. A^2 / 2 split into Re and Im -> RMS A / 2.
+    flat = codecs.ComplexSTFT(alpha=1.0, beta=1.0)
+    assert flat.sigma_data(flat.encode(x)) == pytest.approx(0.8 / 2, rel=0.01)
+
+
+def test_mel_matches_librosa(audio):
+    librosa = pytest.importorskip("librosa")
+    mel = codecs.get_codec("mel", sample_rate=SR)
+    z = jax.jit(mel.encode)(audio)
+    assert z.shape == (2, 1 + 4100 // 256, 80, 2)
+    y = np.asarray(audio[0, :, 1])
+    s = np.abs(librosa.stft(y, n_fft=1024, hop_length=256, pad_mode="constant")) ** 2
+    ref = librosa.feature.melspectrogram(S=s, sr=SR, n_mels=80, fmin=20.0, fmax=8000.0)
+    np.testing.assert_allclose(z[0, :, :, 1], np.log(np.maximum(ref.T, 1e-5)), atol=2e-3)
+    with pytest.raises(NotImplementedError, match="not invertible"):
+        mel.decode(z)
+
+
+def test_waveform_is_identity(audio):
+    codec = codecs.get_codec("waveform")
+    assert codec.encode(audio) is audio
+    np.testing.assert_array_equal(codec.decode(audio, 4000), audio[:, :4000])
+
+
+def test_unknown_codec_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="complex_stft, mel, waveform"):
+        codecs.get_codec("stft")
+
+
+class SineDataset:
+    """Batches of sines of amplitude `amp` and random phase: RMS amp / sqrt(2)."""
+
+    amp = 0.5
+
+    def batch(self, step, batch_size, *, seed):
+        rng = np.random.default_rng([seed, step])
+        t = np.arange(4000) / SR
+        ph = rng.uniform(0, 2 * np.pi, (batch_size, 1))
+        return {"audio": (self.amp * np.sin(2 * np.pi * 500 * t + ph))[..., None]
+                .astype(np.float32)}
+
+
+def test_estimate_sigma_data_and_sigma_max():
+    out = codecs.estimate_sigma_data(SineDataset(), codecs.Waveform(), num_batches=2,
+                                     batch_size=16)
+    assert out["sigma_data"] == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)
+    # Two sines in anti-phase are 2 * amp * sqrt(L / 2) apart; random phases come close.
+    assert out["max_pairwise_distance"] <= 2 * 0.5 * np.sqrt(2000) + 1e-3
+    assert out["max_pairwise_distance"] > 0.9 * 2 * 0.5 * np.sqrt(2000)
+    assert out["max_pairwise_distance"] <= out["sigma_max"] < 1.02 * out["max_pairwise_distance"]
+    assert out["dim"] == 4000 and out["num_examples"] == 32

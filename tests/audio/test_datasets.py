@@ -1,0 +1,156 @@
+"""Tests for diffjax.audio.datasets: folder and synth datasets, sampling, hosts, bad files."""
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diffjax.audio import datasets  # noqa: F401  (registers the datasets)
+from diffjax.data import DATASETS, get_dataset
+from diffjax.registry import UnknownNameError
+
+SR = 16000
+
+
+def tone(freq, sr, seconds, amp=0.5):
+    t = np.arange(int(round(sr * seconds))) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """12 good files (16/22.05/44.1 kHz, stereo, one short, in two sub-folders), 3 broken, 1 silent."""
+    root = tmp_path_factory.mktemp("audio")
+    for i in range(12):
+        sub = root / ("drums" if i % 2 else "keys")
+        sub.mkdir(exist_ok=True)
+        sr = (SR, 22050, 44100)[i % 3]
+        x = tone(200 + 50 * i, sr, 0.25 if i == 0 else 1.0 + 0.1 * i)
+        if i % 4 == 3:
+            x = np.stack([x, 0.5 * x], 1)
+        sf.write(str(sub / f"f{i:02d}.{'flac' if i % 5 == 4 else 'wav'}"), x, sr)
+    (root / "keys" / "zero.wav").write_bytes(b"")
+    (root / "drums" / "notes.wav").write_text("not a wav file\n")
+    bad = tone(300, SR, 0.5)
+    bad[10:20] = np.nan
+    sf.write(str(root / "nan.wav"), bad, SR, subtype="FLOAT")
+    sf.write(str(root / "keys" / "silent.wav"), np.zeros(SR, np.float32), SR)
+    (root / "readme.txt").write_text("ignored: not an audio extension")
+    return str(root)
+
+
+def make(folder, cache, **kw):
+    kw = {"crop_seconds": 0.5, "eval_fraction": 0.2, **kw}
+    return get_dataset("folder", root=folder, cache_dir=str(cache), **kw)
+
+
+def test_corrupt_files_skipped_warned_and_counted(folder, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="diffjax"):
+        ds = make(folder, tmp_path)
+        len(ds)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name, reason in [("zero.wav", "unreadable"), ("notes.wav", "unreadable"),
+                         ("nan.wav", "non-finite")]:
+        assert any(name in w and reason in w for w in warnings), (name, warnings)
+    assert ds.num_skipped == 3
+    assert any("3 skipped as unreadable/corrupt" in w for w in warnings)
+    assert len(ds) + len(ds.eval) == 13  # 12 tones + the silent file (no silence filter)
+
+
+def test_silence_filter(folder, tmp_path):
+    ds = make(folder, tmp_path, silence_db=-60.0)
+    assert len(ds) + len(ds.eval) == 12
+    assert "keys/silent.wav" not in ds.files + ds.eval.files
+
+
+def test_no_usable_audio_is_an_error(tmp_path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "a.wav").write_bytes(b"")
+    (root / "b.flac").write_text("text")
+    with pytest.raises(ValueError, match="no usable audio.*2 audio files found, 2 unreadable"):
+        len(make(str(root), tmp_path / "cache"))
+
+
+def test_batch_shapes_labels_and_short_clip_mask(folder, tmp_path):
+    ds = make(folder, tmp_path, labels_from_dirs=True, channels=2)
+    assert ds.class_names == ("drums", "keys") and ds.num_classes == 2 and ds.sample_rate == SR
+    b = ds.batch(0, 2 * len(ds), seed=0)  # covers every file: epoch 0 and 1
+    assert b["audio"].shape == (2 * len(ds), 8000, 2) and b["audio"].dtype == np.float32
+    assert b["mask"].shape == (2 * len(ds), 8000, 1)
+    assert set(b["label"]) <= {-1, 0, 1} and b["label"].dtype == np.int32
+    assert np.abs(b["audio"]).max() <= 1.0
+    short = [i for i, j in enumerate(b["index"]) if ds.files[j] == "keys/f00.wav"]
+    assert short  # keys/f00.wav (0.25 s) hashes into the train split
+    i = short[0]
+    assert b["mask"][i].sum() == 4000 and np.all(b["audio"][i, 4000:] == 0)
+    assert np.abs(b["audio"][i, :4000]).max() > 0.4
+    full = [i for i, j in enumerate(b["index"]) if ds.files[j] != "keys/f00.wav"]
+    assert np.all(b["mask"][full] == 1)
+
+
+def test_determinism_across_restarts(folder, tmp_path):
+    b1 = make(folder, tmp_path).batch(7, 4, seed=3)
+    b2 = make(folder, tmp_path).batch(7, 4, seed=3)  # new object, manifest from the cache
+    b3 = make(folder, tmp_path / "fresh").batch(7, 4, seed=3)  # new object, fresh scan
+    for b in (b2, b3):
+        for k in b1:
+            np.testing.assert_array_equal(b1[k], b[k])
+    assert not np.array_equal(make(folder, tmp_path).batch(8, 4, seed=3)["audio"], b1["audio"])
+
+
+def test_hosts_read_disjoint_slices_of_the_global_batch(folder, tmp_path):
+    ds = make(folder, tmp_path)
+    whole = ds.batch(1, 4, seed=0)
+    parts = [ds.batch(1, 4, seed=0, process_index=i, process_count=2) for i in range(2)]
+    assert all(p["audio"].shape[0] == 2 for p in parts)
+    assert not set(parts[0]["index"]) & set(parts[1]["index"])
+    np.testing.assert_array_equal(np.concatenate([p["audio"] for p in parts]), whole["audio"])
+    with pytest.raises(ValueError, match="divisible"):
+        ds.batch(0, 3, seed=0, process_count=2)
+
+
+def test_epoch_visits_every_file_once(folder, tmp_path):
+    ds = make(folder, tmp_path)
+    idx = np.concatenate([ds.batch(s, 1, seed=5)["index"] for s in range(len(ds))])
+    assert sorted(idx) == list(range(len(ds)))
+
+
+def test_split_is_fixed_by_path_hash(folder, tmp_path):
+    ds = make(folder, tmp_path)
+    assert not set(ds.files) & set(ds.eval.files)
+    assert all(datasets.split_of(f, 0.2) == "eval" for f in ds.eval.files)
+    assert datasets.split_of("a/b.wav", 0.5) == datasets.split_of("a/b.wav", 0.5)
+
+
+def test_resampled_crops_keep_their_frequency(folder, tmp_path):
+    ds = make(folder, tmp_path, eval_fraction=0.0)
+    rel = "keys/f02.wav"  # 44.1 kHz, 300 Hz, 1.2 s
+    x, m = ds._crop(rel, np.random.default_rng(0))
+    assert x.shape == (8000, 1) and m.sum() == 8000
+    spec = np.abs(np.fft.rfft(x[:, 0] * np.hanning(8000), 8 * 8000))
+    assert abs(np.fft.rfftfreq(8 * 8000, 1 / SR)[np.argmax(spec)] - 300) < 1.0
+    assert np.std(x) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+
+
+def test_synth_music_dataset(tmp_path):
+    ds = get_dataset("synth_music", num_train=16, num_eval=4, clip_seconds=0.5,
+                     crop_seconds=0.25, cache_dir=str(tmp_path))
+    b = ds.batch(2, 8, seed=1)
+    assert b["audio"].shape == (8, 4000, 1) and b["mask"].shape == (8, 4000, 1)
+    assert b["label"].dtype == np.int32 and b["label"].max() < ds.num_classes == 9
+    assert ds.class_names[0] == "flute" and len(ds) == 16 and len(ds.eval) == 4
+    again = get_dataset("synth_music", num_train=16, num_eval=4, clip_seconds=0.5,
+                        crop_seconds=0.25, cache_dir=str(tmp_path)).batch(2, 8, seed=1)
+    for k in b:
+        np.testing.assert_array_equal(b[k], again[k])
+    ev = ds.eval.batch(0, 4, seed=0)
+    assert sorted(ev["index"]) == [0, 1, 2, 3]
+    train_audio = ds._data["audio"]
+    assert not any(np.array_equal(e, t) for e in ds.eval._data["audio"] for t in train_audio)
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="folder.*synth_music"):
+        get_dataset("synth_musik")
+    assert {"folder", "synth_music"} <= set(DATASETS.names())

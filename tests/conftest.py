@@ -1,0 +1,25 @@
+"""Test-wide settings (STYLE rule 24).
+
+- 8 fake CPU devices for the data-parallel tests (most parallel tests use 2 of them);
+- `jax_numpy_rank_promotion="raise"`, so silent broadcasting bugs fail loudly;
+- the `x64` fixture runs a closed-form math test in float64 (`pytestmark = pytest.mark.usefixtures("x64")`);
+- a persistent compilation cache, so repeated local runs skip XLA compiles.
+"""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir",
+                  os.path.join(os.path.expanduser("~"), ".cache", "diffjax", "jax_cache"))
+
+
+@pytest.fixture
+def x64():
+    """Runs the test with 64-bit floats."""
+    with jax.enable_x64(True):
+        yield

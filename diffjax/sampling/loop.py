@@ -108,7 +108,7 @@ class StepContext:
         if self.keys is None:
             raise ValueError(f"sampler {self.sampler!r} is stochastic: pass key= (one key, or one "
                              "key per example, e.g. seed_keys(seeds))")
-        if stream < 1:
+        if isinstance(stream, int) and stream < 1:
             raise ValueError("stream 0 is reserved for initial_noise")
         return example_normal(self.keys, stream, self.i, like.shape[1:], like.dtype)
 
@@ -139,7 +139,8 @@ def run(step: StepFn, denoiser: Denoiser, x_init: Array, sigmas: Array, *,
         final: Optional[StepFn] = None,
         key: Optional[Array] = None,
         hook: Optional[Hook] = None,
-        callback: Optional[Callable[[dict], Any]] = None) -> Array:
+        callback: Optional[Callable[[dict], Any]] = None,
+        return_state: bool = False):
     """Runs `step` over the grid on device and returns the sample `x` at `sigmas[-1] = 0`.
 
     Args:
@@ -153,6 +154,7 @@ def run(step: StepFn, denoiser: Denoiser, x_init: Array, sigmas: Array, *,
       key: one key, or one key per example (module docstring); None for deterministic samplers.
       hook: `(x, sigma_next) -> x`, applied after every step (restoration: projection, replacement).
       callback: `info -> None`, called after every step on the host.
+      return_state: also return the final carry (e.g. the adaptive solver's NFE counts).
     """
     _check_inputs(x_init, sigmas)
     sigmas = jnp.asarray(sigmas, x_init.dtype)
@@ -176,8 +178,8 @@ def run(step: StepFn, denoiser: Denoiser, x_init: Array, sigmas: Array, *,
     num_steps = sigmas.shape[0] - 1
     indices = jnp.arange(num_steps - 1, dtype=jnp.int32)
     (x, st), _ = jax.lax.scan(body, (x_init, state), (indices, sigmas[:-2], sigmas[1:-1]))
-    x, _ = advance(final, x, st, jnp.int32(num_steps - 1), sigmas[-2], sigmas[-1])
-    return x
+    x, st = advance(final, x, st, jnp.int32(num_steps - 1), sigmas[-2], sigmas[-1])
+    return (x, st) if return_state else x
 
 
 def denoise_final(x: Array, state: Any, ctx: StepContext):

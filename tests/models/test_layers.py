@@ -45,12 +45,12 @@ def test_conditioning_embedding_defaults_to_the_null_class():
 
 
 def test_film_starts_as_identity_and_blocks_keep_shape():
-    h = jax.random.normal(KEY, (2, 6, 5, 8))
+    h = jax.random.normal(KEY, (2, 3, 5, 8))
     emb = jnp.ones((2, 12))
     film = layers.FiLM()
     np.testing.assert_allclose(film.apply(film.init(KEY, h, emb), h, emb), h)
-    block = layers.ResBlock(16, kernel=(3, 3))
-    assert block.apply(block.init(KEY, h, emb), h, emb).shape == (2, 6, 5, 16)
+    block = layers.ResBlock(16, kernel=(3, 1))
+    assert block.apply(block.init(KEY, h, emb), h, emb).shape == (2, 3, 5, 16)
     attn = layers.SelfAttention(num_heads=2)
     np.testing.assert_allclose(attn.apply(attn.init(KEY, h), h), h)  # zero-init projection
     feats = layers.resize_features(jnp.ones((2, 4, 80, 1)), 100)

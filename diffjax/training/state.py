@@ -1,0 +1,99 @@
+"""Train state and optimiser: a pytree (STYLE rule 21) with several EMAs given as half-lives."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """step [], params, ema_params (one copy per EMA half-life), opt_state; `tx` is static."""
+
+    step: jax.Array
+    params: Any
+    ema_params: tuple
+    opt_state: Any
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params, tx: optax.GradientTransformation, num_emas: int) -> "TrainState":
+        @jax.jit  # one compile instead of one per eager op
+        def arrays(params):
+            copies = tuple(jax.tree.map(jnp.copy, params) for _ in range(num_emas))
+            return jnp.zeros((), jnp.int32), copies, tx.init(params)
+
+        step, ema_params, opt_state = arrays(params)
+        return cls(step=step, params=params, ema_params=ema_params, opt_state=opt_state, tx=tx)
+
+    def checkpoint_items(self) -> dict:
+        """The arrays to checkpoint (everything but the static optimiser)."""
+        return {"step": self.step, "params": self.params, "ema_params": self.ema_params,
+                "opt_state": self.opt_state}
+
+    def replace_items(self, items: dict) -> "TrainState":
+        return self.replace(step=items["step"], params=items["params"],
+                            ema_params=tuple(items["ema_params"]), opt_state=items["opt_state"])
+
+
+def ema_decay(halflife_examples: float, batch_size: int) -> float:
+    """Per-step EMA decay whose weight halves every `halflife_examples` (EDM, `ema_halflife_kimg`)."""
+    if halflife_examples <= 0:
+        raise ValueError(f"EMA half-life must be > 0 examples, got {halflife_examples}")
+    return 0.5 ** (batch_size / halflife_examples)
+
+
+def update_emas(ema_params: tuple, params, decays: Sequence[float]) -> tuple:
+    """`ema <- decay * ema + (1 - decay) * params` for each decay."""
+    return tuple(jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+                 for ema, d in zip(ema_params, decays))
+
+
+def learning_rate_schedule(*, learning_rate: float, warmup_steps: int = 0, decay: str = "constant",
+                           decay_steps: int = 0, end_factor: float = 0.0) -> optax.Schedule:
+    """Linear warmup, then 'constant', 'cosine' or 'linear' decay to `end_factor * learning_rate`."""
+    if decay == "constant":
+        after = optax.constant_schedule(learning_rate)
+    elif decay == "cosine":
+        after = optax.cosine_decay_schedule(learning_rate, max(decay_steps, 1), alpha=end_factor)
+    elif decay == "linear":
+        after = optax.linear_schedule(learning_rate, end_factor * learning_rate, max(decay_steps, 1))
+    else:
+        raise ValueError(f"optim.decay must be one of ['constant', 'cosine', 'linear'], got {decay!r}")
+    if warmup_steps <= 0:
+        return after
+    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+    return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+OPTIMIZERS = ("adam", "adamw", "radam", "lamb", "sgd")
+
+
+def build_optimizer(*, name: str = "adam", learning_rate: float = 1e-3, warmup_steps: int = 0,
+                    decay: str = "constant", decay_steps: int = 0, end_factor: float = 0.0,
+                    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                    grad_clip: float = 0.0, accumulate_steps: int = 1) -> optax.GradientTransformation:
+    """An optax chain from `config.optim`: clipping, the optimiser, and gradient accumulation."""
+    schedule = learning_rate_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps, decay=decay,
+                                      decay_steps=decay_steps, end_factor=end_factor)
+    makers = {
+        "adam": lambda: optax.adam(schedule, b1=b1, b2=b2, eps=eps),
+        "adamw": lambda: optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay),
+        "radam": lambda: optax.radam(schedule, b1=b1, b2=b2, eps=eps),
+        "lamb": lambda: optax.lamb(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay),
+        "sgd": lambda: optax.sgd(schedule, momentum=b1),
+    }
+    if name not in makers:
+        raise ValueError(f"optim.name must be one of {sorted(makers)}, got {name!r}")
+    parts = ([optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []) + [makers[name]()]
+    tx = optax.chain(*parts)
+    if accumulate_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps)
+    return tx
+
+
+def num_params(params) -> int:
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))

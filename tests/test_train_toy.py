@@ -1,0 +1,70 @@
+"""The toy run: a short training on the 2-D mixture recovers its modes; resume; the NaN guard."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import toy_gmm
+from diffjax import toy
+from diffjax.training import checkpoint, train_and_evaluate
+from diffjax.training.loop import DivergenceError
+
+
+def _short_config():
+    config = toy_gmm.get_config()
+    config.training.num_steps = 1000
+    config.training.batch_size = 512
+    config.training.ema_halflife_examples = (10_000.0,)
+    config.training.progress_bar = False
+    config.model.width = 128
+    config.model.depth = 2
+    config.optim.decay_steps = 1000
+    config.sampling.num_steps = 50
+    config.evaluation.num_samples = 1000
+    return config
+
+
+def test_short_training_recovers_the_mixture_modes(tmp_path):
+    """Measured after 1000 steps with 50 Euler steps: energy distance 0.003 and 89% of samples within
+    3 stds of a mode. References: exact samples score ED ~0.003 between two draws of 1000 and 98.9%
+    near a mode; the exact denoiser with the same sampler 97%; a mode-less fit (one Gaussian with the
+    data's std) ED ~0.04 and ~27%. The thresholds separate mode recovery from a blob with margin."""
+    results = train_and_evaluate(_short_config(), str(tmp_path))
+    mixture = toy.gmm()
+    blob = 0.71 * jax.random.normal(jax.random.PRNGKey(5), (1000, 2))
+    blob_distance = float(toy.energy_distance(blob, mixture.sample(jax.random.PRNGKey(6), 1000)))
+    blob_near = toy.mode_statistics(blob, mixture)["near_mode_fraction"]
+    assert results["energy_distance"] < 0.01 < 0.025 < blob_distance
+    assert results["near_mode_fraction"] > 0.8 > 0.4 > blob_near
+    assert results["min_share_ratio"] > 0.6  # no mode lost or starved
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "eval.json").exists()
+
+
+def _smoke(tmp_path, **training):
+    config = toy_gmm.get_config("smoke")
+    for key, value in training.items():
+        setattr(config.training, key, value)
+    return config
+
+
+def test_resume_continues_from_the_latest_checkpoint(tmp_path):
+    train_and_evaluate(_smoke(tmp_path), str(tmp_path))
+    _, params_4, step = checkpoint.load_for_sampling(str(tmp_path))
+    assert step == 4
+    train_and_evaluate(_smoke(tmp_path, num_steps=6), str(tmp_path))
+    _, params_6, step = checkpoint.load_for_sampling(str(tmp_path))
+    assert step == 6
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params_4, params_6)
+    assert any(jax.tree.leaves(changed))
+
+
+def test_nan_loss_stops_without_overwriting_the_good_checkpoint(tmp_path):
+    train_and_evaluate(_smoke(tmp_path), str(tmp_path))
+    _, good, _ = checkpoint.load_for_sampling(str(tmp_path))
+    config = _smoke(tmp_path, num_steps=8)
+    config.optim.learning_rate = float("nan")
+    with pytest.raises(DivergenceError, match="NaN/Inf.*intact"):
+        train_and_evaluate(config, str(tmp_path))
+    _, after, step = checkpoint.load_for_sampling(str(tmp_path))
+    assert step == 4
+    jax.tree.map(np.testing.assert_array_equal, good, after)

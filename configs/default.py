@@ -14,13 +14,21 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0  # data order, init and per-step keys all derive from it
 
-    # Data: `name` in diffjax.data.DATASETS; other keys are the dataset's kwargs.
+    # Data: `name` in diffjax.data.DATASETS; other keys are the dataset's kwargs. The embedded
+    # dataset is synthesised music (notes of 6 instrument families, chords, arpeggios, drums),
+    # rendered deterministically on first use and cached.
     config.data = ml_collections.ConfigDict()
-    config.data.name = "gmm"  # 2-D Gaussian mixture (toy); the audio issue switches this to music
-    config.data.dim = 2
-    config.data.num_modes = 8
-    config.data.radius = 1.0
-    config.data.std = 0.1
+    config.data.name = "synth_music"
+    config.data.sample_rate = 16000  # Hz; explicit, never inferred
+    config.data.clip_seconds = 1.0  # length of the rendered clips
+    config.data.crop_seconds = 0.5  # training crops; 8000 samples at 16 kHz
+    config.data.num_train = 512
+    config.data.num_eval = 64
+    config.data.channels = 1
+
+    # Representation the model works in: waveform | complex_stft (diffjax.audio.codecs).
+    config.codec = ml_collections.ConfigDict()
+    config.codec.name = "waveform"
 
     # Forward process: ve | vp | subvp | edm | cosine | flow (diffjax.sde.SDES), with paper defaults.
     config.sde = ml_collections.ConfigDict()
@@ -29,7 +37,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Parameterisation: eps | x0 | v | score | flow | edm (diffjax.precond.PRECONDS).
     config.precond = ml_collections.ConfigDict()
     config.precond.name = "edm"
-    config.precond.sigma_data = 0.5  # data std; for the mixture ~ sqrt(radius^2/2 + std^2) = 0.71
+    config.precond.sigma_data = 0.22  # data RMS: experiments/estimate_sigma_data.py on synth_music
     config.precond.input_scaling = "unit"  # unit (EDM c_in) | process (x_t, as DDPM)
     config.precond.noise_conditioning = "log_sigma"  # log_sigma (EDM) | time (score_sde)
 
@@ -43,10 +51,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     # Network: `name` in diffjax.models.MODELS; other keys are its kwargs.
     config.model = ml_collections.ConfigDict()
-    config.model.name = "mlp"
-    config.model.width = 128
-    config.model.depth = 3
+    config.model.name = "unet1d"  # unet1d | diffwave | unet2d | mlp
+    config.model.size = "small"  # tiny (tests) | small (CPU quick start) | base (papers)
     config.model.num_classes = 0  # > 0: class-conditional with a null class for CFG
+    config.model.dtype = "float32"  # compute dtype; bfloat16 keeps float32 parameters
 
     # Optimiser (diffjax.training.state.build_optimizer).
     config.optim = ml_collections.ConfigDict()
@@ -62,25 +70,29 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     # Training loop.
     config.training = ml_collections.ConfigDict()
-    config.training.batch_size = 512  # global batch
+    config.training.batch_size = 16  # global batch, divisible by the number of devices
     config.training.num_steps = 3000
-    config.training.ema_halflife_examples = (50_000.0,)  # one EMA per half-life (EDM); the first samples
+    config.training.steps_per_dispatch = 1  # > 1 runs several steps in one lax.scan on device
+    config.training.num_devices = 0  # 0: every device of every host
+    config.training.ema_halflife_examples = (5_000.0,)  # one EMA per half-life (EDM); the first samples
     config.training.label_dropout = 0.1  # CFG: probability of the null label when num_classes > 0
     config.training.log_every = 100
     config.training.checkpoint_every = 1000
     config.training.keep_last = 3  # checkpoints kept for preemption
     config.training.keep_every = 0  # also keep every N steps (0: off)
+    config.training.sample_every = 1000  # periodic audio samples to TensorBoard (0: off)
     config.training.progress_bar = True
 
     # Sampling (diffjax.sampling): used for evaluation and by experiments/sample.py.
     config.sampling = ml_collections.ConfigDict()
-    config.sampling.sampler = "euler"
+    config.sampling.sampler = "heun"
     config.sampling.grid = "karras"
-    config.sampling.num_steps = 50
+    config.sampling.num_steps = 25  # noise levels; Heun costs 2 * 25 - 1 = 49 NFE
+    config.sampling.cfg_scale = 1.0  # classifier-free guidance for conditional models (1: off)
 
     # Evaluation at the end of training.
     config.evaluation = ml_collections.ConfigDict()
-    config.evaluation.num_samples = 2000
+    config.evaluation.num_samples = 16
 
     if "smoke" in arg.split(","):
         apply_smoke(config)
@@ -89,12 +101,21 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
 def apply_smoke(config: ml_collections.ConfigDict) -> None:
     """Tiny shapes and few steps for CPU tests."""
-    config.model.width = 32
-    config.model.depth = 1
-    config.training.batch_size = 64
+    if config.data.name == "synth_music":
+        config.data.clip_seconds = 0.25
+        config.data.crop_seconds = 0.125  # 2000 samples
+        config.data.num_train = 16
+        config.data.num_eval = 8
+    if "size" in config.model:
+        config.model.size = "tiny"
+    if "width" in config.model:
+        config.model.width = 32
+        config.model.depth = 1
+    config.training.batch_size = 8
     config.training.num_steps = 4
     config.training.log_every = 2
     config.training.checkpoint_every = 2
+    config.training.sample_every = 0
     config.training.progress_bar = False
-    config.sampling.num_steps = 4
-    config.evaluation.num_samples = 64
+    config.sampling.num_steps = 3
+    config.evaluation.num_samples = 8

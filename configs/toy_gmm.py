@@ -3,11 +3,25 @@
     python experiments/train.py --config configs/toy_gmm.py --workdir runs/toy_gmm
     python experiments/train.py --config configs/toy_gmm.py --workdir runs/toy_vp --config.sde.name=vp
 """
+import ml_collections
+
 from configs import default
 
 
 def get_config(arg: str = ""):
-    config = default.get_config(arg)
-    config.data.name = "gmm"
+    config = default.get_config()
+    config.data = ml_collections.ConfigDict(dict(name="gmm", dim=2, num_modes=8, radius=1.0, std=0.1))
+    del config["codec"]
+    config.model = ml_collections.ConfigDict(dict(name="mlp", width=128, depth=3, num_classes=0))
     config.precond.sigma_data = 0.71  # sqrt(radius^2 / 2 + std^2) for 8 modes on the unit circle
+    config.training.batch_size = 512
+    config.training.ema_halflife_examples = (50_000.0,)
+    config.training.sample_every = 0
+    config.sampling.sampler = "euler"
+    config.sampling.num_steps = 50
+    config.evaluation.num_samples = 2000
+    if "smoke" in arg.split(","):
+        default.apply_smoke(config)
+        config.training.batch_size = 64
+        config.evaluation.num_samples = 64
     return config

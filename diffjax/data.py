@@ -4,11 +4,16 @@
 """
 from __future__ import annotations
 
+import importlib
+
 from diffjax.registry import Registry
 
 DATASETS = Registry("dataset")
+_PROVIDERS = ("diffjax.toy", "diffjax.audio")  # importing these registers their datasets
 
 
 def get_dataset(name: str, **kwargs):
     """Builds the dataset registered as `name` with its constructor keyword arguments."""
+    for module in _PROVIDERS:
+        importlib.import_module(module)
     return DATASETS.get(name)(**kwargs)

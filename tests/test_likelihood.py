@@ -115,18 +115,6 @@ def test_fixed_steps_converge_at_fifth_order():
     assert order > 4.0, errors
 
 
-def test_default_prior_error_is_the_stated_term():
-    """Centred data: the uncorrected result is within the prior term N c^2 / sigma_max^2 (x5)."""
-    centred = toy.gaussian(dim=3, std=[1.0, 0.5, 2.0])
-    sigma_min, sigma_max = 0.01, 80.0
-    x = data(centred, 6)
-    result = log_likelihood(lambda y, s: centred.denoiser(y, s), x, sigma_min=sigma_min,
-                            sigma_max=sigma_max, rtol=RTOL, atol=ATOL)
-    prior_bound = 5 * 3 * 2.0**2 / sigma_max**2
-    np.testing.assert_array_less(jnp.abs(result.logp - centred.log_prob(x, sigma_min)),
-                                 prior_bound + adaptive_bound(result, x))
-
-
 # --------------------------------------------------------------------------------------
 # Gaussian mixtures, 2-D and 8-D
 # --------------------------------------------------------------------------------------
@@ -161,8 +149,7 @@ def test_mixture_hutchinson_rademacher_8d():
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
-def test_hutchinson_is_unbiased(probe):
+def test_hutchinson_is_unbiased():
     """Mean of many single-probe estimates -> exact trace of a non-diagonal Jacobian (mixture)."""
     x = data(GMM8, 3, seed=4)
     fn = lambda y: GMM8.denoiser(y, 0.7)  # noqa: E731
@@ -170,22 +157,26 @@ def test_hutchinson_is_unbiased(probe):
 
     @jax.jit
     def estimates(x):
-        probes = draw_probes(jax.random.PRNGKey(5), jnp.arange(3), x, num_probes=num, probe=probe)
         _, jvp_fn = jax.linearize(fn, x)
-        single = jnp.sum(probes * jax.vmap(jvp_fn)(probes), axis=-1)  # [num, B]
-        return exact_trace(fn, x)[1], single, hutchinson_trace(fn, x, probes)[1]
+        out = {}
+        for probe in ("rademacher", "gaussian"):
+            probes = draw_probes(jax.random.PRNGKey(5), jnp.arange(3), x, num_probes=num, probe=probe)
+            single = jnp.sum(probes * jax.vmap(jvp_fn)(probes), axis=-1)  # [num, B]
+            out[probe] = (single, hutchinson_trace(fn, x, probes)[1])
+        dense = jax.vmap(jax.jacfwd(lambda v: GMM8.denoiser(v[None], 0.7)[0]))(x)
+        return exact_trace(fn, x)[1], jnp.trace(dense, axis1=1, axis2=2), out
 
-    exact, single, pooled = estimates(x)
-    mean, stderr = jnp.mean(single, axis=0), jnp.std(single, axis=0) / math.sqrt(num)
-    np.testing.assert_array_less(jnp.abs(mean - exact), 4 * stderr)
-    np.testing.assert_allclose(pooled, mean, rtol=1e-10)
-    # The exact trace against a dense Jacobian.
-    dense = jax.vmap(jax.jacfwd(lambda v: GMM8.denoiser(v[None], 0.7)[0]))(x)
-    np.testing.assert_allclose(exact, jnp.trace(dense, axis1=1, axis2=2), rtol=1e-10)
+    exact, dense_trace, out = estimates(x)
+    np.testing.assert_allclose(exact, dense_trace, rtol=1e-10)
+    for probe, (single, pooled) in out.items():
+        mean, stderr = jnp.mean(single, axis=0), jnp.std(single, axis=0) / math.sqrt(num)
+        np.testing.assert_array_less(jnp.abs(mean - exact), 4 * stderr, err_msg=probe)
+        np.testing.assert_allclose(pooled, mean, rtol=1e-10)
 
 
 def test_nfe_counts_every_denoiser_call():
-    """NFE from sol.stats equals the calls actually made, for FSAL, non-FSAL, adaptive and fixed."""
+    """NFE from sol.stats equals the calls actually made (FSAL with rejected steps, and non-FSAL);
+    the fixed-step count 1 + 6 n is checked in the order and sharding tests."""
     calls = []
 
     def counted(x, sigma):
@@ -193,8 +184,7 @@ def test_nfe_counts_every_denoiser_call():
         return GMM2.denoiser(x, sigma)
 
     x = data(GMM2, 2)
-    for options in (dict(solver="tsit5", rtol=1e-7, atol=1e-7), dict(solver="heun", rtol=1e-3, atol=1e-3),
-                    dict(solver="euler", stepsize="fixed")):
+    for options in (dict(solver="tsit5", rtol=1e-7, atol=1e-7), dict(solver="heun", rtol=1e-3, atol=1e-3)):
         calls.clear()
         result = log_likelihood(counted, x, sigma_min=0.01, sigma_max=80.0, num_steps=4, **options)
         jax.effects_barrier()
@@ -252,6 +242,7 @@ def test_fixed_nfe_sharded_matches_single_device():
     assert len(sharded.logp.sharding.device_set) == 2
     np.testing.assert_allclose(np.asarray(sharded.logp), np.asarray(single.logp), rtol=1e-12, atol=1e-10)
     assert int(sharded.nfe) == int(single.nfe) == 1 + 6 * 12
-    # Per-example probes: an example's estimate does not depend on its batch.
-    half = solve(x[4:], key, ids[4:])
-    np.testing.assert_allclose(np.asarray(half.logp), np.asarray(single.logp[4:]), rtol=1e-12, atol=1e-10)
+    # Per-example probes: an example's estimate does not depend on its position in the batch.
+    perm = jnp.array([5, 2, 7, 0, 1, 6, 3, 4])
+    shuffled = solve(x[perm], key, ids[perm])
+    np.testing.assert_allclose(np.asarray(shuffled.logp), np.asarray(single.logp[perm]), rtol=1e-12, atol=1e-10)

@@ -227,7 +227,7 @@ class AudioFolder:
     cache_dir: str                # where the manifest JSON is cached (e.g. the workdir)
     sample_rate: int = 16000
     crop_seconds: float = 1.0
-    channels: int | None = 1      # 1 = mono down-mix, 2 = stereo
+    channels: int = 1             # 1 = mono down-mix, 2 = stereo
     normalize: bool = False       # peak-normalise each file
     silence_db: float | None = None  # e.g. -50: skip silent files, redraw silent crops
     eval_fraction: float = 0.05   # files hashed into the eval split

@@ -4,7 +4,7 @@ Arrays are `[L, C]` float32 in [-1, 1] (one file, channels-last); sample rates a
 
     info = audio_info("a.flac")                       # AudioInfo(frames, sample_rate, channels)
     x = read_audio("a.flac", sample_rate=16000, channels=1, normalize=True)   # [L, 1]
-    write_audio("out.wav", x, sample_rate=16000)      # refuses an existing path unless overwrite=True
+    write_audio("out.wav", x, sample_rate=16000)      # an existing path needs overwrite=True
 
 Every resample is logged (logger 'diffjax'); files that cannot be used raise `AudioError` naming
 the file and the reason (unreadable, empty, non-finite samples).
@@ -23,6 +23,7 @@ import soxr
 logger = logging.getLogger("diffjax")
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+_ANNOUNCED: set = set()  # (name, sr_in, sr_out) already logged at INFO
 
 
 class AudioError(ValueError):
@@ -57,11 +58,16 @@ def audio_info(path: str) -> AudioInfo:
 def resample(x: np.ndarray, sr_in: int, sr_out: int, *, name: str = "audio") -> np.ndarray:
     """Resamples `x` [L, C] from `sr_in` to `sr_out` Hz with soxr ('HQ'); logs every resample.
 
-    The output has `round(L * sr_out / sr_in)` frames (soxr compensates its filter delay).
+    The first resample of each (name, rates) is logged at INFO, repeats (a dataset reading crops
+    of one file) at DEBUG. The output has `round(L * sr_out / sr_in)` frames (soxr compensates
+    its filter delay).
     """
     if sr_in == sr_out:
         return x
-    logger.info("resampling %s from %d Hz to %d Hz", name, sr_in, sr_out)
+    key = (name, sr_in, sr_out)
+    level = logging.DEBUG if key in _ANNOUNCED else logging.INFO
+    _ANNOUNCED.add(key)
+    logger.log(level, "resampling %s from %d Hz to %d Hz", name, sr_in, sr_out)
     y = soxr.resample(np.ascontiguousarray(x, np.float32), sr_in, sr_out, quality="HQ")
     return np.asarray(y, np.float32).reshape(-1, x.shape[1])
 

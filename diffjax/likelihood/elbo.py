@@ -9,9 +9,9 @@ computes, since `p_{s_d} * N(0, sigma_min^2 - s_d^2) = p_{sigma_min}`.
 Bound (Kingma et al. 2021, eqs. 11 and 17, with `SNR = 1/s^2`, so `-SNR' dt = 2 d log s / s^2`):
 the variational posterior `q(z_s | x) = N(x, s^2 I)` gives, for every x,
 
-    log p(x) >= ELBO(x) = - KL(N(x, sigma_max^2) || N(0, sigma_max^2))         prior:  -||x||^2 / (2 sigma_max^2)
-                          - int_{log s_d}^{log sigma_max} E_eps ||eps_hat - eps||^2 d log s          diffusion
-                          + E_eps log N(x; x + s_d eps, sigma_min^2 - s_d^2)                        reconstruction
+    log p(x) >= ELBO(x) = - KL(N(x, sigma_max^2) || N(0, sigma_max^2))      (prior: -||x||^2 / (2 sigma_max^2))
+                          - int_{log s_d}^{log sigma_max} E ||eps_hat - eps||^2 d log s      (diffusion)
+                          + E_eps log N(x; x + s_d eps, sigma_min^2 - s_d^2)              (reconstruction)
 
 with `eps_hat = (z - D(z, s)) / s`, `z = x + s eps`, sums over the N dimensions, and the
 reconstruction term `-(N/2) log(2 pi v) - N s_d^2 / (2 v)`, `v = sigma_min^2 - s_d^2`. Where

@@ -6,7 +6,7 @@ In the VE view (Karras et al. 2022, eq. 4) the PF-ODE of any process is
 
 and the instantaneous change of variables (Chen et al. 2018, Thm. 1; Song et al. 2021, eq. 39) gives
 
-    log p_{sigma_min}(x) = log N(z; 0, sigma_max^2 I) + int_{sigma_min}^{sigma_max} div(x(sigma), sigma) dsigma,
+    log p_{sigma_min}(x) = log N(z; 0, sigma_max^2 I) + int_{sigma_min}^{sigma_max} div(x(s), s) ds,
 
 where `x(sigma)` solves the ODE from `x(sigma_min) = x` up to `z = x(sigma_max)`. The state `(x, delta)`
 is integrated jointly. By default the time variable is `t = log sigma`, in which the ODE reads
@@ -143,6 +143,10 @@ class LikelihoodResult:
     num_steps: Array      # [] int32: solver steps (accepted + rejected)
     sigma_reached: Array  # [] the last sigma the solver reached (sigma_max on success)
     success: Array        # [] bool
+
+    def bits_per_dim(self) -> Array:
+        """`-logp / (N ln 2)` `[B]`, N the dimension of an example (docs/likelihood.md: units)."""
+        return -self.logp / (math.prod(self.z.shape[1:]) * math.log(2.0))
 
 
 def ve_prior_logp(z: Array, sigma_max: float | Array) -> Array:

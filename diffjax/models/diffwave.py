@@ -9,7 +9,8 @@ the paper's 2.64M.
 
 Mel conditioning: cond['features'] [B, T_mel, n_mels] (or [..., 1], as the 'mel' codec gives)
 is upsampled by two transposed 2-D convs with strides (16, 1) over (time, mel) and leaky ReLU 0.4
-(the paper's upsampler; hop 256 = 16 * 16), then cropped or zero-padded to L.
+(the paper's upsampler; hop 256 = 16 * 16; `TransposedConv`, written as a matmul because XLA's
+CPU transposed convolutions are slow), then cropped or zero-padded to L.
 
 Dilated convolutions (`conv_impl`): 'xla' is `lax.conv_general_dilated`; 'shifted' writes the
 kernel-3 dilated conv as three shifted slices concatenated into one [B*L, 3C] x [3C, 2C] matmul,
@@ -57,6 +58,34 @@ class DilatedConv3(nn.Module):
         return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
+class TransposedConv(nn.Module):
+    """DiffWave's upsampling layer: a transposed conv over (time, mel) of a one-channel image.
+
+    Kernel [2s, 3] with stride (s, 1), as torch's ConvTranspose2d(1, 1, [3, 2s], [1, s],
+    padding=[1, s/2]): out_full[t s + k, m] = sum_d x[t, m + 1 - d] K[k, d], cropped to
+    [s/2, s/2 + T s). Written as one [6] x [6, s] matmul per (frame, mel bin): output frame
+    q s + r takes x[q] K[r] + x[q - 1] K[r + s]. [B, T, M] -> [B, T s, M].
+    """
+
+    stride: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = self.stride
+        b, t, m = x.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(in_axis=1, out_axis=0),
+                            (2 * s, 3))
+        bias = self.param("bias", nn.initializers.zeros, ())
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        xm = jnp.pad(x, ((0, 0), (1, 1), (1, 1)))  # zero frame each side; mel 'SAME' padding
+        taps = jnp.stack([xm[:, :, 2 - d:2 - d + m] for d in range(3)], axis=-1)  # x[m + 1 - d]
+        feats = jnp.concatenate([taps[:, 1:t + 2], taps[:, 0:t + 1]], axis=-1)  # [B, T+1, M, 6]
+        w = jnp.concatenate([kernel[:s].T, kernel[s:].T], axis=0)  # [6, s]
+        y = (feats @ w).transpose(0, 1, 3, 2).reshape(b, (t + 1) * s, m)
+        return y[:, s // 2:s // 2 + t * s] + bias
+
+
 class ResidualLayer(nn.Module):
     """One DiffWave residual layer (Kong et al. 2021, Fig. 2). Returns (residual out, skip)."""
 
@@ -93,13 +122,11 @@ class DiffWave(nn.Module):
     remat: bool = False
 
     def _upsample(self, feats: jax.Array, length: int) -> jax.Array:
-        """Mel [B, T, n_mels(, 1)] -> [B, length, n_mels] by transposed convs (paper's upsampler)."""
-        h = feats.reshape(feats.shape[:3])[..., None].astype(self.dtype)  # [B, T, M, 1]
+        """Mel [B, T, n_mels(, 1)] -> [B, length, n_mels] by the paper's upsampler."""
+        h = feats.reshape(feats.shape[:3]).astype(self.dtype)  # [B, T, M]
         for i, s in enumerate(self.upsample_strides):
-            h = nn.ConvTranspose(1, (2 * s, 3), strides=(s, 1), padding="SAME", dtype=self.dtype,
-                                 name=f"upsample_{i}")(h)
-            h = nn.leaky_relu(h, 0.4)
-        h = h[..., 0][:, :length]
+            h = nn.leaky_relu(TransposedConv(s, self.dtype, name=f"upsample_{i}")(h), 0.4)
+        h = h[:, :length]
         return jnp.pad(h, ((0, 0), (0, length - h.shape[1]), (0, 0)))
 
     @nn.compact

@@ -106,7 +106,8 @@ class FiLM(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, emb: jax.Array) -> jax.Array:
         ch = h.shape[-1]
-        ss = nn.Dense(2 * ch, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="dense")(emb)
+        ss = nn.Dense(2 * ch, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                      name="dense")(emb)
         scale, shift = jnp.split(ss, 2, axis=-1)
         bshape = (h.shape[0],) + (1,) * (h.ndim - 2) + (ch,)
         return h * (1 + scale.reshape(bshape)) + shift.reshape(bshape)
@@ -138,7 +139,8 @@ class ResBlock(nn.Module):
         x = h
         h = nn.silu(group_norm(h.shape[-1], self.dtype, "norm_0")(h))
         h = nn.Conv(self.out_ch, tuple(self.kernel), dtype=self.dtype, name="conv_0")(h)
-        h = FiLM(dtype=self.dtype, name="film")(group_norm(self.out_ch, self.dtype, "norm_1")(h), emb)
+        h = group_norm(self.out_ch, self.dtype, "norm_1")(h)
+        h = FiLM(dtype=self.dtype, name="film")(h, emb)
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
         h = nn.Conv(self.out_ch, tuple(self.kernel), dtype=self.dtype,
                     kernel_init=nn.initializers.zeros, name="conv_1")(h)

@@ -12,6 +12,8 @@ with null class `num_classes` (0 = unconditional); 'features' [B, T', ...] (e.g.
 linearly resized along the first spatial axis, broadcast over the others, and concatenated to
 the input channels.
 
+`train=True` (keyword) enables dropout, which then needs a 'dropout' rng in `apply`.
+
 Registered factories take `size` ('tiny' for tests, 'small' for the CPU quick start, 'base')
 plus any field as an override; every argument is a plain config value (dtype as a string).
 """
@@ -76,7 +78,8 @@ class UNet(nn.Module):
                 h = block(self.channels * mult, kernel, self.dropout, self.dtype,
                           name=f"down_{i}_res_{j}")(h, emb, train)
                 if i in self.attn_levels:
-                    h = layers.SelfAttention(self.num_heads, self.dtype, name=f"down_{i}_attn_{j}")(h)
+                    h = layers.SelfAttention(self.num_heads, self.dtype,
+                                             name=f"down_{i}_attn_{j}")(h)
                 skips.append(h)
             if i < levels - 1:
                 s = tuple(self.strides[i])
@@ -94,7 +97,8 @@ class UNet(nn.Module):
                 h = block(self.channels * self.channel_mults[i], kernel, self.dropout, self.dtype,
                           name=f"up_{i}_res_{j}")(h, emb, train)
                 if i in self.attn_levels:
-                    h = layers.SelfAttention(self.num_heads, self.dtype, name=f"up_{i}_attn_{j}")(h)
+                    h = layers.SelfAttention(self.num_heads, self.dtype,
+                                             name=f"up_{i}_attn_{j}")(h)
             if i > 0:
                 s = tuple(self.strides[i - 1])
                 for ax, t in enumerate(s):
@@ -114,9 +118,10 @@ class UNet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 UNET1D_SIZES = {
-        # 16 kHz waveforms; total stride 256 (1 s -> 63 positions at the attention level).
-        "tiny": dict(channels=8, channel_mults=(1, 2), strides=((4,),), num_res_blocks=1,
-                     attn_levels=(1,)),
+        # 16 kHz waveforms. Attention cost grows with the square of the positions, so it is only
+        # used at coarse levels: 1 s -> 1000 (tiny, mid only), 250 (small), 63 (base) positions.
+        "tiny": dict(channels=8, channel_mults=(1, 2, 2), strides=((4,), (4,)), num_res_blocks=1,
+                     attn_levels=()),
         "small": dict(channels=32, channel_mults=(1, 2, 2, 4), strides=((4,), (4,), (4,)),
                       num_res_blocks=1, attn_levels=(3,)),
         "base": dict(channels=64, channel_mults=(1, 2, 2, 4, 4), strides=((4,), (4,), (4,), (4,)),
@@ -124,13 +129,14 @@ UNET1D_SIZES = {
 }
 
 UNET2D_SIZES = {
-        # Compressed complex STFT [B, T, F=256, 2C]; NCSN++ (SGMSE) uses 128 channels, 6 levels.
-        "tiny": dict(channels=8, channel_mults=(1, 2), strides=((2, 2),), num_res_blocks=1,
-                     attn_levels=(1,)),
+        # Compressed complex STFT [B, T, F=256, 2C] (1 s: T = 126). NCSN++ as used by SGMSE has
+        # 128 channels and 6 levels (~65M parameters); "base" here is a modest version of it.
+        "tiny": dict(channels=8, channel_mults=(1, 2, 2), strides=((2, 2),) * 2, num_res_blocks=1,
+                     attn_levels=()),
         "small": dict(channels=32, channel_mults=(1, 2, 2, 2), strides=((2, 2),) * 3,
                       num_res_blocks=1, attn_levels=(3,)),
         "base": dict(channels=64, channel_mults=(1, 1, 2, 2, 2, 2),
-                     strides=((2, 2),) * 5, num_res_blocks=2, attn_levels=(5,)),
+                     strides=((2, 2),) * 5, num_res_blocks=2, attn_levels=(4, 5)),
 }
 
 

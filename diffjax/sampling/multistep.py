@@ -145,8 +145,12 @@ def _unipc_coefficients(rks, h, p: int, variant: str):
     b = jnp.stack(b)
     nodes = jnp.concatenate([rks, jnp.ones((1,), h.dtype)])
     matrix = jnp.stack([nodes**j for j in range(p)])
-    rhos_c = jnp.linalg.solve(matrix, b)
-    rhos_p = jnp.linalg.solve(matrix[:-1, :-1], b[:-1]) if p > 1 else jnp.zeros((0,), h.dtype)
+    half = jnp.full((1,), 0.5, h.dtype)
+    # A single coefficient is 1/2 (its h -> 0 limit), as in the paper's UniC-1 and the reference
+    # code; only then does B(h) matter, since an exact solve makes `B(h) rho` independent of B.
+    rhos_c = jnp.linalg.solve(matrix, b) if p > 1 else half
+    rhos_p = (jnp.linalg.solve(matrix[:-1, :-1], b[:-1]) if p > 2 else
+              half if p == 2 else jnp.zeros((0,), h.dtype))
     return b_h, rhos_p, rhos_c
 
 

@@ -19,7 +19,7 @@ def tone(freq, sr, seconds, amp=0.5):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """12 good files (16/22.05/44.1 kHz, stereo, one short, in two sub-folders), 3 broken, 1 silent."""
+    """12 good files (16/22.05/44.1 kHz, stereo, one short; two sub-folders), 3 broken, 1 silent."""
     root = tmp_path_factory.mktemp("audio")
     for i in range(12):
         sub = root / ("drums" if i % 2 else "keys")

@@ -29,7 +29,8 @@ def init_apply(model, x, c_noise, cond):
     """
     shapes = jax.eval_shape(model.init, KEY, x, c_noise, cond)
     rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda s: jnp.asarray(0.2 * rng.standard_normal(s.shape), s.dtype), shapes)
+    params = jax.tree.map(lambda s: jnp.asarray(0.2 * rng.standard_normal(s.shape), s.dtype),
+                          shapes)
 
     def loss(p):
         y = model.apply(p, x, c_noise, cond)

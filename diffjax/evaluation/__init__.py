@@ -1,0 +1,28 @@
+"""Offline evaluation of generated audio: metrics that need no downloaded weights.
+
+FAD needs pretrained VGGish/PANNs/CLAP weights; diffjax instead trains its own classifier on the
+labelled data (`classifier.py`, Inception's role for FID) and offers feature statistics that need
+no training, plus any user embedding model through the `EMBEDDERS` registry:
+
+    from diffjax import evaluation as ev
+    ev.EMBEDDERS.names()                         # ['callable', 'classifier', 'mel_stats', 'mfcc_stats']
+    ev.frechet_distance(ev.gaussian_stats(x), ev.gaussian_stats(y))
+    ev.kernel_distance(x, y)                     # KID, unbiased
+    ev.inception_score(probs); ev.modified_inception_score(probs); ev.ndb(x, y)
+    ev.evaluate_generator(generate_fn, embedders=..., reference=..., num=1000, sample_rate=16000)
+
+Paired (reference) metrics of restoration, SI-SDR, SNR, LSD and multi-resolution STFT distance,
+live in `diffjax.audio.metrics`; `paired.paired_metrics` applies them all to a batch.
+See docs/evaluation.md.
+"""
+from diffjax.evaluation.features import (EMBEDDERS, AbstractEmbedder, embed_all,  # noqa: F401
+                                         get_embedder)
+from diffjax.evaluation.frechet import (GaussianStats, frechet_distance,  # noqa: F401
+                                        frechet_distance_features, gaussian_stats)
+from diffjax.evaluation.kid import kernel_distance, mmd2_unbiased  # noqa: F401
+from diffjax.evaluation.reference import reference_features  # noqa: F401
+from diffjax.evaluation.report import markdown_table  # noqa: F401
+from diffjax.evaluation.scores import (class_accuracy, inception_score,  # noqa: F401
+                                       modified_inception_score, ndb)
+from diffjax.evaluation.suite import (MetricOptions, evaluate_generator,  # noqa: F401
+                                      generation_metrics)

@@ -1,0 +1,16 @@
+"""Restoration and editing with an unconditional prior: degradation operators and posterior samplers.
+
+    op = get_operator("hard_clip", sdr_db=3.0, reference=x_clean)
+    y = op.measure(x_clean, key)
+    x = get_method("dps")(denoiser, op, y, sigmas[0] * noise, sigmas, key=key, sampler="heun")
+
+`OPERATORS` and `METHODS` list what is registered; see docs/restoration.md.
+"""
+from diffjax.restoration.operators import (OPERATORS, SVD, AbstractLinearOperator,  # noqa: F401
+                                           AbstractOperator, get_operator, svd_operator_names,
+                                           threshold_for_sdr)
+from diffjax.restoration import filters  # noqa: F401,E402  (registers the Fourier operators)
+from diffjax.restoration.methods import METHODS, get_method  # noqa: F401,E402
+from diffjax.restoration import schedules  # noqa: F401,E402  (registers repaint, sdedit)
+from diffjax.restoration.schedules import method_nfe  # noqa: F401,E402
+from diffjax.restoration.longform import restore_long  # noqa: F401,E402

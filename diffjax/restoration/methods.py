@@ -1,0 +1,313 @@
+"""Posterior sampling with an unconditional prior, as wrappers and hooks on ANY sampler.
+
+    restore = get_method("dps")
+    x = restore(denoiser, operator, y, x_init, sigmas, key=key, sampler="heun", zeta=0.3)
+
+Every method is `restore(denoiser, operator, y, x_init, sigmas, *, key, sampler='euler',
+anchor=None, sampler_options=None, **options) -> x` and builds one of two things, then calls the
+sampler picked by name (`diffjax.sampling.get_sampler`):
+
+- a step hook `(x, sigma_next) -> x` (replacement, projection, DDRM), applied after every step;
+- a denoiser wrapper `D -> D'` (DPS, PiGDM, DDNM) that corrects the estimate `x0_hat`; with
+  `D' = D + sigma^2 grad log p(y | x)` (Tweedie) a likelihood score becomes a denoiser correction.
+
+RePaint and SDEdit only change the grid and the start (`schedules.py`). `anchor = (values, mask)`
+additionally pins `mask * x` to `mask * values` by replacement (boundary consistency of the
+chunked long-form restoration, `longform.py`).
+
+Noise drawn by hooks is per example (`sampling.example_keys`) and per level: the key of level
+sigma is `fold_in(key_b, bits(sigma))`, so results do not depend on the batch size.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from diffjax import sampling
+from diffjax.registry import Registry
+from diffjax.restoration.operators import expand_batch, svd_operator_names
+
+Array = jax.Array
+Denoiser = Callable[[Array, Array], Array]
+
+METHODS = Registry("restoration method")
+
+# Noise streams of restoration hooks; far from the samplers' own streams (0, 1, 2, ...).
+REPLACEMENT_STREAM, DDRM_STREAM, ANCHOR_STREAM, RENOISE_STREAM = 1001, 1002, 1003, 1004
+
+
+def get_method(name: str):
+    """The method registered as `name`: `restore(denoiser, operator, y, x_init, sigmas, *, key, ...)`."""
+    return METHODS.get(name)
+
+
+# --------------------------------------------------------------------------------------
+# Shared pieces
+# --------------------------------------------------------------------------------------
+
+
+def level_noise(keys: Array, sigma: Array, like: Array, stream: int) -> Array:
+    """Per-example `N(0, I)` noise shaped like `like`, keyed by the float32 bits of `sigma`."""
+    index = jax.lax.bitcast_convert_type(jnp.asarray(sigma, jnp.float32), jnp.uint32)
+    return sampling.loop.example_normal(keys, stream, index, like.shape[1:], like.dtype)
+
+
+def per_example_norm(x: Array) -> Array:
+    return jnp.sqrt(jnp.sum(x**2, axis=tuple(range(1, x.ndim))))
+
+
+def require_svd(method: str, operator, x_shape) -> "object":
+    """The operator's SVD, or a clear error naming the operators that have one."""
+    if not operator.has_svd:
+        raise ValueError(f"method {method!r} needs an operator with a known SVD; got "
+                         f"{type(operator).__name__}. Operators with one: {', '.join(svd_operator_names())}")
+    return operator.svd(tuple(x_shape))
+
+
+def compose_hooks(*hooks):
+    hooks = [h for h in hooks if h is not None]
+    if not hooks:
+        return None
+
+    def hook(x, sigma):
+        for h in hooks:
+            x = h(x, sigma)
+        return x
+
+    return hook
+
+
+def replacement_hook(operator, y, keys, *, level: Callable[[Array], Array] = lambda s: s):
+    """`x <- project(x - sigma z, y) + sigma z` (Song et al. 2021, App. I.2 generalised).
+
+    For linear A this is `x + A^+(y + sigma A z - A x)`: the measured part of x is replaced by the
+    measurement noised to the current level; for a mask, the known samples become `y + sigma z`.
+    `level` maps the sampler's noise level to the VE level (identity, or RePaint's shift).
+    """
+
+    def hook(x, s):
+        sigma = level(s)
+        z = level_noise(keys, sigma, x, REPLACEMENT_STREAM)
+        return operator.project(x - sigma * z, y) + sigma * z
+
+    return hook
+
+
+def anchor_hook(anchor, keys, *, level: Callable[[Array], Array] = lambda s: s):
+    """Replacement of `mask * x` by `mask * (values + sigma z)` (boundary consistency)."""
+    if anchor is None:
+        return None
+    values, mask = anchor
+
+    def hook(x, s):
+        sigma = level(s)
+        z = level_noise(keys, sigma, x, ANCHOR_STREAM)
+        m = jnp.asarray(mask, x.dtype)
+        return x + m * (values + sigma * z - x)
+
+    return hook
+
+
+def run_sampler(denoiser, x_init, sigmas, *, key, sampler, hook=None, anchor=None,
+                sampler_options=None, level=lambda s: s):
+    """Runs sampler `sampler` with the method's hook followed by the anchor hook."""
+    keys = sampling.example_keys(key, x_init.shape[0])
+    hook = compose_hooks(hook, anchor_hook(anchor, keys, level=level))
+    sample = sampling.get_sampler(sampler)
+    return sample(denoiser, x_init, sigmas, key=key, hook=hook, **(sampler_options or {}))
+
+
+def _check_y(operator, y, x_init):
+    if not jnp.issubdtype(jnp.asarray(y).dtype, jnp.floating):
+        raise ValueError(f"y must be a float array, got dtype {jnp.asarray(y).dtype}")
+    expected = jax.eval_shape(operator.apply, jax.ShapeDtypeStruct(x_init.shape, x_init.dtype)).shape
+    if tuple(expected) != tuple(y.shape):
+        raise ValueError(f"y has shape {tuple(y.shape)} but {type(operator).__name__} maps x "
+                         f"{tuple(x_init.shape)} to {tuple(expected)}")
+
+
+def register_method(name: str):
+    """Registers `restore` under `name`, checking `y` against the operator first."""
+
+    def decorate(fn):
+        def restore(denoiser, operator, y, x_init, sigmas, *, key, **options):
+            _check_y(operator, y, x_init)
+            return fn(denoiser, operator, y, x_init, sigmas, key=key, **options)
+
+        restore.__name__, restore.__doc__ = fn.__name__, fn.__doc__
+        METHODS.register(name)(restore)
+        return restore
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------
+# Hook methods
+# --------------------------------------------------------------------------------------
+
+
+@register_method("replacement")
+def replacement(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+                sampler_options=None):
+    """score_sde inpainting / "replacement" (Song et al. 2021, App. I.2; Chung et al. 2022):
+    after each step the measured part of x is replaced by the measurement noised to the new level.
+    Noise-free, the final state satisfies `A x = y` exactly."""
+    keys = sampling.example_keys(key, x_init.shape[0])
+    return run_sampler(denoiser, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       hook=replacement_hook(operator, y, keys), sampler_options=sampler_options)
+
+
+@register_method("projection")
+def projection(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+               sampler_options=None):
+    """Hard data consistency after every step: `x <- project(x, y)` (for linear A,
+    `x + A^+(y - A x)`; Kadkhodaie & Simoncelli 2021, Chung et al. 2022 "POCS" step)."""
+
+    def hook(x, s):
+        return operator.project(x, y)
+
+    return run_sampler(denoiser, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       hook=hook, sampler_options=sampler_options)
+
+
+@register_method("ddrm")
+def ddrm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+         sampler_options=None):
+    """DDRM (Kawar et al. 2022, eqs. 7-8) with `eta_b = 1`, as a hook in the spectral space of A.
+
+    With `c = V^T x`, `y_bar = S^+ U^T y`: each coefficient with `s_i > 0` and
+    `sigma_next s_i >= sigma_y` is set to `y_bar_i + sqrt(sigma_next^2 - sigma_y^2/s_i^2) eps_i`
+    (the measurement, whose own noise already supplies part of the level). The null space, and the
+    coefficients whose measurement is noisier than the level, follow the sampler's own update
+    (eta = 0 for an ODE sampler, 1 for an ancestral one) instead of DDRM's interpolation.
+    """
+    svd = require_svd("ddrm", operator, x_init.shape)
+    keys = sampling.example_keys(key, x_init.shape[0])
+    s, sigma_y = svd.s, operator.noise_sigma
+    measured = s > 0
+    y_bar = jnp.where(measured, svd.ut(y) / jnp.where(measured, s, 1.0), 0.0)
+
+    def hook(x, sigma):
+        c = svd.vt(x)
+        eps = svd.vt(level_noise(keys, sigma, x, DDRM_STREAM))
+        var = sigma**2 - sigma_y**2 / jnp.where(measured, s, 1.0) ** 2
+        replace = measured & (var >= 0)
+        target = y_bar + jnp.sqrt(jnp.maximum(var, 0.0)) * eps
+        return x + svd.v(jnp.where(replace, target - c, 0.0)).astype(x.dtype)
+
+    return run_sampler(denoiser, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       hook=hook, sampler_options=sampler_options)
+
+
+# --------------------------------------------------------------------------------------
+# Denoiser wrappers
+# --------------------------------------------------------------------------------------
+
+
+def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "gradient"):
+    """DPS (Chung et al. 2023, Alg. 1) as a denoiser wrapper: `D' = D + sigma^2 g` with the
+    likelihood score `g = -xi grad_x ||y - A(D(x))||`.
+
+    Step sizes: 'gradient' (CQTdiff's reconstruction guidance, Moliner et al. 2023, eq. 9):
+    `xi = zeta sqrt(N) / (sigma ||grad||)`, so `x0_hat` moves by `zeta sigma` per coordinate (RMS);
+    'residual' (DPS): `xi = zeta / ||y - A x0_hat||` applied to the gradient of the squared norm.
+    """
+    if normalize not in ("gradient", "residual"):
+        raise ValueError(f"normalize must be 'gradient' or 'residual', got {normalize!r}")
+
+    def wrapped(x, sigma):
+        def loss(x):
+            x0 = denoiser(x, sigma)
+            sq = jnp.sum(operator.support(y - operator.apply(x0)) ** 2, axis=tuple(range(1, y.ndim)))
+            return jnp.sum(jnp.sqrt(sq + 1e-20)), x0
+
+        grad, x0 = jax.grad(loss, has_aux=True)(x)  # per example: grad of its own residual norm
+        if normalize == "gradient":
+            dims = math.prod(x.shape[1:])
+            step = zeta * expand_batch(sigma, x) * grad * math.sqrt(dims) / expand_batch(
+                    per_example_norm(grad) + 1e-12, x)
+        else:
+            step = 2.0 * zeta * expand_batch(sigma, x) ** 2 * grad
+        return x0 - step
+
+    return wrapped
+
+
+@register_method("dps")
+def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+        sampler_options=None, zeta: float = 0.3, normalize: str = "gradient"):
+    """Diffusion posterior sampling; see `dps_denoiser`. Works for nonlinear operators (clipping)."""
+    guided = dps_denoiser(denoiser, operator, y, zeta=zeta, normalize=normalize)
+    return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       sampler_options=sampler_options)
+
+
+def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, scale: float = 1.0):
+    """PiGDM (Song et al. 2023, eqs. 5-8): `D' = D + scale sigma^2 J^T v`, `J = dD/dx`, with
+
+        v = A^T (r^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat),   r^2 = sigma^2 d^2 / (sigma^2 + d^2)
+
+    computed through the SVD when `sigma_y > 0`; noise-free it is `(A^+ y - A^+ A x0_hat) / r^2`
+    = `(project(x0_hat, y) - x0_hat) / r^2`, which also serves nonlinear operators with a
+    consistency projection (clipping), as the paper's pseudo-inverse `h(y)` does.
+    For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
+    """
+    svd = require_svd("pigdm (noisy measurements)", operator, x_shape) if operator.noise_sigma > 0 else None
+
+    def wrapped(x, sigma):
+        x0, vjp = jax.vjp(lambda x: denoiser(x, sigma), x)
+        r2 = sigma**2 * data_std**2 / (sigma**2 + data_std**2)
+        if svd is None:
+            v = (operator.project(x0, y) - x0) / r2
+        else:
+            gain = svd.s / (r2 * svd.s**2 + operator.noise_sigma**2)
+            v = svd.v(gain * svd.ut(operator.support(y - operator.apply(x0)))).astype(x.dtype)
+        (g,) = vjp(v)
+        return x0 + scale * sigma**2 * g
+
+    return wrapped
+
+
+@register_method("pigdm")
+def pigdm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+          sampler_options=None, data_std: float = 1.0, scale: float = 1.0):
+    """Pseudo-inverse guided diffusion; see `pigdm_denoiser`."""
+    guided = pigdm_denoiser(denoiser, operator, y, x_init.shape, data_std=data_std, scale=scale)
+    return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       sampler_options=sampler_options)
+
+
+def ddnm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0):
+    """DDNM (Wang et al. 2023, eq. 13): range-null decomposition of the estimate,
+    `x0_hat <- A^+ y + (I - A^+ A) x0_hat = project(x0_hat, y)`.
+
+    With noise (DDNM+, eq. 17) the range coefficients move towards `y_bar = S^+ U^T y` by the
+    Kalman gain `lambda_i = r^2 s_i^2 / (r^2 s_i^2 + sigma_y^2)`, `r^2 = sigma^2 d^2/(sigma^2 + d^2)`
+    (a smooth form of DDNM+'s clipped `lambda`); the sampler keeps its own noise schedule.
+    """
+    if operator.noise_sigma == 0:
+        return lambda x, sigma: operator.project(denoiser(x, sigma), y)
+    svd = require_svd("ddnm (noisy measurements)", operator, x_shape)
+    measured = svd.s > 0
+    y_bar = jnp.where(measured, svd.ut(y) / jnp.where(measured, svd.s, 1.0), 0.0)
+
+    def wrapped(x, sigma):
+        x0 = denoiser(x, sigma)
+        r2 = sigma**2 * data_std**2 / (sigma**2 + data_std**2)
+        gain = r2 * svd.s**2 / (r2 * svd.s**2 + operator.noise_sigma**2)
+        return x0 + svd.v(jnp.where(measured, gain * (y_bar - svd.vt(x0)), 0.0)).astype(x.dtype)
+
+    return wrapped
+
+
+@register_method("ddnm")
+def ddnm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
+         sampler_options=None, data_std: float = 1.0):
+    """Denoising diffusion null-space model; see `ddnm_denoiser`."""
+    guided = ddnm_denoiser(denoiser, operator, y, x_init.shape, data_std=data_std)
+    return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
+                       sampler_options=sampler_options)
+

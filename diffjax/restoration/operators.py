@@ -1,0 +1,473 @@
+"""Degradation operators `y = A(x) + noise_sigma * n`, registered in `OPERATORS` by name.
+
+Every operator is a pytree (`flax.struct`) with
+
+    apply(x)        the noise-free degradation A(x); x is [B, L, C] audio or [B, D] toy vectors
+    measure(x, key) A(x) + noise_sigma * n, with n white on the measured entries of y
+    project(x, y)   data consistency: the point nearest x with A(x') = y (nearest in the
+                    least-squares sense for linear A: x + A^+ (y - A x))
+    support(y)      y restricted to the measured entries (masks zero the missing ones)
+
+Linear operators (`is_linear`) add `adjoint(y)` (exact: <A x, y> = <x, A^T y>) and `pinv(y)`;
+those with a cheap singular value decomposition (`has_svd`) add `svd(x_shape)`, on which DDRM,
+noisy DDNM and noisy PiGDM run. Masks keep y in the shape of x with zeros where nothing was
+measured, so A = diag(m) = A^T = A^+.
+
+This file holds the masks, the identity (denoising), a dense matrix (toy) and the clipping
+operators; Fourier-domain filters, decimation and reverberation are in `filters.py`.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+from typing import Any, Callable, ClassVar, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffjax.registry import Registry
+
+Array = jax.Array
+
+OPERATORS = Registry("operator")
+
+
+def get_operator(name: str, **params):
+    """Builds the operator registered as `name`; an unknown name lists the valid ones."""
+    return OPERATORS.get(name)(**params)
+
+
+def svd_operator_names() -> list[str]:
+    """Names of the registered operators with a known SVD (for DDRM and noisy DDNM/PiGDM)."""
+    return [n for n in OPERATORS.names() if getattr(OPERATORS.get(n), "has_svd", False)]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def expand_batch(values, x: Array) -> Array:
+    """A scalar or per-example `[B]` array shaped to broadcast against `x` `[B, ...]`."""
+    values = jnp.asarray(values, x.dtype)
+    return values.reshape(values.shape + (1,) * (x.ndim - values.ndim))
+
+
+# --------------------------------------------------------------------------------------
+# Interfaces
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SVD:
+    """`A = U diag(s) V^T` as functions on batches (Kawar et al. 2022, sec. 3).
+
+    `vt(x)` maps `x` to spectral coefficients `c` (complex for Fourier operators), `v` is its
+    inverse (V is orthonormal: `v(vt(x)) = x`), `ut(y)` maps a measurement to coefficients of the
+    same layout, `u(c)` back, and `s` (real, >= 0, broadcastable to `c`) holds the singular values,
+    0 on the null space. So `A x = u(s * vt(x))`.
+    """
+
+    vt: Callable[[Array], Array]
+    v: Callable[[Array], Array]
+    ut: Callable[[Array], Array]
+    u: Callable[[Array], Array]
+    s: Array
+
+
+class AbstractOperator(abc.ABC):
+    """A degradation. Concrete operators are `flax.struct` dataclasses with a `noise_sigma` field."""
+
+    is_linear: ClassVar[bool] = False
+    has_svd: ClassVar[bool] = False
+    time_invariant: ClassVar[bool] = True  # False: depends on the position (masks), see longform
+    noise_sigma: float
+
+    @abc.abstractmethod
+    def apply(self, x: Array) -> Array:
+        """The noise-free degradation `A(x)`."""
+
+    @abc.abstractmethod
+    def project(self, x: Array, y: Array) -> Array:
+        """The point nearest `x` that is consistent with `y` (`A(x') = y`)."""
+
+    @abc.abstractmethod
+    def support(self, y: Array) -> Array:
+        """`y` restricted to its measured entries."""
+
+    def measure(self, x: Array, key: Array) -> Array:
+        """`y = A(x) + noise_sigma * n`, `n ~ N(0, I)` on the measured entries."""
+        y = self.apply(x)
+        if self.noise_sigma == 0:
+            return y
+        return y + self.noise_sigma * self.support(jax.random.normal(key, y.shape, y.dtype))
+
+
+class AbstractLinearOperator(AbstractOperator):
+    """A linear `A`; `project(x, y) = x + A^+ (y - A x)` (Wang et al. 2023, eq. 10)."""
+
+    is_linear: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def adjoint(self, y: Array) -> Array:
+        """`A^T y`."""
+
+    @abc.abstractmethod
+    def pinv(self, y: Array) -> Array:
+        """The Moore-Penrose pseudo-inverse `A^+ y` (regularised where stated)."""
+
+    def project(self, x: Array, y: Array) -> Array:
+        return x + self.pinv(y - self.apply(x))
+
+    def svd(self, x_shape: tuple) -> SVD:
+        raise ValueError(f"operator {type(self).__name__} has no known SVD; operators with one: "
+                         f"{', '.join(svd_operator_names())}")
+
+
+# --------------------------------------------------------------------------------------
+# Masks: coordinate masks (toy data) and gaps in audio
+# --------------------------------------------------------------------------------------
+
+
+class AbstractMask(AbstractLinearOperator):
+    """`A = diag(m)` with `m` in {0, 1}; y keeps the shape of x. Self-adjoint, its own pinv."""
+
+    has_svd: ClassVar[bool] = True
+    time_invariant: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def mask_for(self, x_shape: tuple) -> Array:
+        """The 0/1 mask for one example, broadcastable to `x_shape[1:]`."""
+
+    def _mask(self, x: Array) -> Array:
+        return jnp.asarray(self.mask_for(x.shape), x.dtype)[None]
+
+    def apply(self, x):
+        return self._mask(x) * x
+
+    def adjoint(self, y):
+        return self._mask(y) * y
+
+    def pinv(self, y):
+        return self._mask(y) * y
+
+    def support(self, y):
+        return self._mask(y) * y
+
+    def svd(self, x_shape):
+        identity = lambda a: a  # noqa: E731
+        m = jnp.broadcast_to(jnp.asarray(self.mask_for(x_shape)), tuple(x_shape[1:]))
+        return SVD(vt=identity, v=identity, ut=identity, u=identity, s=m[None])
+
+
+@flax.struct.dataclass
+class CoordinateMask(AbstractMask):
+    """Observes the entries where `mask` is 1; `mask` broadcasts to one example (`[D]`, `[L, 1]`)."""
+
+    mask: Array
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def mask_for(self, x_shape):
+        return self.mask
+
+
+@OPERATORS.register("mask")
+def coordinate_mask(*, mask=None, observed=None, dim: Optional[int] = None,
+                    drop_fraction: Optional[float] = None, seed: int = 0,
+                    noise_sigma: float = 0.0) -> CoordinateMask:
+    """A coordinate mask for toy vectors `[B, D]` (or any explicit per-example mask).
+
+    Args:
+      mask: an explicit 0/1 array for one example; or
+      observed, dim: indices observed out of `dim` coordinates; or
+      drop_fraction, dim, seed: drop a random (seeded) fraction of the `dim` coordinates.
+    """
+    if mask is None:
+        _require(dim is not None and dim >= 1, "mask: pass mask=, or dim= with observed= or drop_fraction=")
+        m = np.zeros(dim, np.float32)
+        if observed is not None:
+            m[np.asarray(observed, int)] = 1.0
+        else:
+            _require(drop_fraction is not None and 0 <= drop_fraction < 1,
+                     f"mask: drop_fraction must be in [0, 1), got {drop_fraction}")
+            m[np.random.default_rng(seed).permutation(dim)[int(round(drop_fraction * dim)):]] = 1.0
+        mask = m
+    _require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
+    return CoordinateMask(mask=jnp.asarray(mask, jnp.float32), noise_sigma=float(noise_sigma))
+
+
+@functools.lru_cache(maxsize=64)
+def gap_mask(length: int, sample_rate: int, gap_seconds: float, num_gaps: int,
+             period_seconds: Optional[float], start_seconds: Optional[float]) -> np.ndarray:
+    """The 0/1 mask `[length]` of a gap layout (see `GapMask`)."""
+    gap = int(round(gap_seconds * sample_rate))
+    m = np.ones(length, np.float32)
+    if period_seconds is not None:
+        period = int(round(period_seconds * sample_rate))
+        starts = np.arange((period - gap) // 2, length, period)
+    elif start_seconds is not None:
+        starts = np.asarray([int(round(start_seconds * sample_rate))])
+    else:
+        centres = (np.arange(num_gaps) + 0.5) * length / num_gaps
+        starts = np.round(centres - gap / 2).astype(int)
+    for s in starts:
+        m[max(s, 0):max(s + gap, 0)] = 0.0
+    return m
+
+
+@flax.struct.dataclass
+class GapMask(AbstractMask):
+    """Missing stretches of audio `[B, L, C]`, in seconds (Moliner et al. 2023, sec. 5.2).
+
+    Layouts: `num_gaps` gaps of `gap_seconds`, centred in equal parts of the clip (one long gap by
+    default); or one gap starting at `start_seconds`; or periodic packet loss, a gap every
+    `period_seconds`.
+    """
+
+    sample_rate: int = flax.struct.field(pytree_node=False)
+    gap_seconds: float = flax.struct.field(pytree_node=False)
+    num_gaps: int = flax.struct.field(pytree_node=False, default=1)
+    period_seconds: Optional[float] = flax.struct.field(pytree_node=False, default=None)
+    start_seconds: Optional[float] = flax.struct.field(pytree_node=False, default=None)
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def mask_for(self, x_shape):
+        _require(len(x_shape) == 3, f"gap masks act on audio [B, L, C], got shape {tuple(x_shape)}")
+        m = gap_mask(int(x_shape[1]), self.sample_rate, self.gap_seconds, self.num_gaps,
+                     self.period_seconds, self.start_seconds)
+        return m[:, None]
+
+    def total_gap_seconds(self, length: int) -> float:
+        return float(np.sum(1 - self.mask_for((1, length, 1)))) / self.sample_rate
+
+
+def _gap(sample_rate, gap_seconds, num_gaps=1, period_seconds=None, start_seconds=None,
+         noise_sigma=0.0) -> GapMask:
+    _require(sample_rate is not None and sample_rate > 0, f"gaps need sample_rate > 0, got {sample_rate}")
+    _require(gap_seconds > 0, f"gap_seconds must be > 0, got {gap_seconds}")
+    _require(num_gaps >= 1, f"num_gaps must be >= 1, got {num_gaps}")
+    if period_seconds is not None:
+        _require(period_seconds > gap_seconds,
+                 f"period_seconds ({period_seconds}) must exceed gap_seconds ({gap_seconds})")
+    _require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
+    return GapMask(sample_rate=int(sample_rate), gap_seconds=float(gap_seconds), num_gaps=int(num_gaps),
+                   period_seconds=period_seconds, start_seconds=start_seconds,
+                   noise_sigma=float(noise_sigma))
+
+
+@OPERATORS.register("gap")
+def gap(*, sample_rate: int, gap_seconds: float = 0.2, start_seconds: Optional[float] = None,
+        noise_sigma: float = 0.0) -> GapMask:
+    """One long gap (centred unless `start_seconds` is given)."""
+    return _gap(sample_rate, gap_seconds, start_seconds=start_seconds, noise_sigma=noise_sigma)
+
+
+@OPERATORS.register("gaps")
+def gaps(*, sample_rate: int, gap_seconds: float = 0.05, num_gaps: int = 4,
+         noise_sigma: float = 0.0) -> GapMask:
+    """Several short gaps, evenly spread."""
+    return _gap(sample_rate, gap_seconds, num_gaps=num_gaps, noise_sigma=noise_sigma)
+
+
+@OPERATORS.register("packet_loss")
+def packet_loss(*, sample_rate: int, gap_seconds: float = 0.02, period_seconds: float = 0.1,
+                noise_sigma: float = 0.0) -> GapMask:
+    """Periodic packet loss: `gap_seconds` lost every `period_seconds` (default 20 % loss)."""
+    return _gap(sample_rate, gap_seconds, period_seconds=period_seconds, noise_sigma=noise_sigma)
+
+
+# --------------------------------------------------------------------------------------
+# Identity (denoising) and a dense matrix (toy data)
+# --------------------------------------------------------------------------------------
+
+
+@OPERATORS.register("identity")
+@flax.struct.dataclass
+class Identity(AbstractLinearOperator):
+    """`A = I`: with `noise_sigma > 0` restoration is denoising."""
+
+    has_svd: ClassVar[bool] = True
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def apply(self, x):
+        return x
+
+    def adjoint(self, y):
+        return y
+
+    def pinv(self, y):
+        return y
+
+    def support(self, y):
+        return y
+
+    def svd(self, x_shape):
+        identity = lambda a: a  # noqa: E731
+        return SVD(vt=identity, v=identity, ut=identity, u=identity, s=jnp.ones((1,) + tuple(x_shape[1:])))
+
+
+@flax.struct.dataclass
+class Matrix(AbstractLinearOperator):
+    """A dense `A` `[M, D]` on toy vectors `[B, D]`: `y = x A^T` `[B, M]`, `M <= D`."""
+
+    has_svd: ClassVar[bool] = True
+    matrix: Array
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def apply(self, x):
+        return x @ self.matrix.T.astype(x.dtype)
+
+    def adjoint(self, y):
+        return y @ self.matrix.astype(y.dtype)
+
+    def pinv(self, y):
+        return y @ jnp.linalg.pinv(self.matrix).T.astype(y.dtype)
+
+    def support(self, y):
+        return y
+
+    def svd(self, x_shape):
+        m, d = self.matrix.shape
+        u, s, vt = jnp.linalg.svd(self.matrix, full_matrices=True)  # u [M, M], s [M], vt [D, D]
+        s_full = jnp.zeros((d,), s.dtype).at[:s.shape[0]].set(s)
+        return SVD(vt=lambda x: x @ vt.T.astype(x.dtype), v=lambda c: c @ vt.astype(c.dtype),
+                   ut=lambda y: jnp.pad(y @ u.astype(y.dtype), ((0, 0), (0, d - m))),
+                   u=lambda c: c[:, :m] @ u.T.astype(c.dtype), s=s_full[None])
+
+
+@OPERATORS.register("linear")
+def linear(*, matrix, noise_sigma: float = 0.0) -> Matrix:
+    """A generic linear operator from a dense matrix `[M, D]` (M <= D) for toy vectors."""
+    matrix = jnp.asarray(matrix)
+    _require(matrix.ndim == 2 and matrix.shape[0] <= matrix.shape[1],
+             f"linear: matrix must be [M, D] with M <= D, got shape {matrix.shape}")
+    _require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
+    return Matrix(matrix=matrix, noise_sigma=float(noise_sigma))
+
+
+# --------------------------------------------------------------------------------------
+# Clipping
+# --------------------------------------------------------------------------------------
+
+
+def signal_to_distortion_db(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-example `10 log10(||x||^2 / ||x - y||^2)` `[B]` (the clipping SDR of declipping papers)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    axes = tuple(range(1, x.ndim))
+    return 10 * np.log10(np.sum(x**2, axes) / np.maximum(np.sum((x - y) ** 2, axes), 1e-300))
+
+
+def threshold_for_sdr(x, sdr_db: float, clip_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      iterations: int = 60) -> np.ndarray:
+    """Per-example thresholds `[B]` at which `clip_fn(x, t)` has the target SDR (bisection on log t).
+
+    The SDR grows monotonically with the threshold, from ~0 dB near t = 0 to infinity at max |x|.
+    """
+    _require(0 < sdr_db < 100, f"clipping sdr_db must be in (0, 100) dB, got {sdr_db}")
+    x = np.asarray(x, np.float64)
+    peak = np.max(np.abs(x.reshape(x.shape[0], -1)), axis=1)
+    _require(bool(np.all(peak > 0)), "cannot clip an all-zero example to a target SDR")
+    lo, hi = np.log(peak) - 12.0, np.log(peak)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        t = np.exp(mid).reshape((-1,) + (1,) * (x.ndim - 1))
+        too_low = signal_to_distortion_db(x, clip_fn(x, t)) < sdr_db
+        lo, hi = np.where(too_low, mid, lo), np.where(too_low, hi, mid)
+    return np.exp(0.5 * (lo + hi)).astype(np.float32)
+
+
+def _np_hard_clip(x, t):
+    return np.clip(x, -t, t)
+
+
+def _np_soft_clip(x, t):
+    return t * np.tanh(x / t)
+
+
+@flax.struct.dataclass
+class HardClip(AbstractOperator):
+    """`y = clip(x, -t, t)` with a threshold `t`, scalar or per example `[B]`.
+
+    `project` is the exact projection onto the convex consistent set: reliable samples
+    (`|y| < t`) are set to y, clipped ones are pushed to at least `t` in magnitude
+    (the constraint set of consistent declipping; Záviška et al. 2021, eq. 3).
+    """
+
+    threshold: Array
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+    tolerance: float = flax.struct.field(pytree_node=False, default=1e-4)  # relative, clip detection
+
+    def apply(self, x):
+        t = expand_batch(self.threshold, x)
+        return jnp.clip(x, -t, t)
+
+    def project(self, x, y):
+        t = expand_batch(self.threshold, x)
+        edge = t * (1 - self.tolerance)
+        clipped_high = jnp.where(y >= edge, jnp.maximum(x, t), y)
+        return jnp.where(y <= -edge, jnp.minimum(x, -t), clipped_high)
+
+    def support(self, y):
+        return y
+
+    def clipped_fraction(self, y: Array) -> Array:
+        t = expand_batch(self.threshold, y)
+        return jnp.mean(jnp.abs(y) >= t * (1 - self.tolerance))
+
+
+@flax.struct.dataclass
+class SoftClip(AbstractOperator):
+    """`y = t tanh(x / t)` (a smooth saturator with unit slope at 0); invertible, so `project`
+    returns `t atanh(y / t)` whatever `x` is."""
+
+    threshold: Array
+    noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def apply(self, x):
+        t = expand_batch(self.threshold, x)
+        return t * jnp.tanh(x / t)
+
+    def project(self, x, y):
+        t = expand_batch(self.threshold, x)
+        return t * jnp.arctanh(jnp.clip(y / t, -1 + 1e-6, 1 - 1e-6))
+
+    def support(self, y):
+        return y
+
+
+def _clip_threshold(name, threshold, sdr_db, reference, clip_fn):
+    if (threshold is None) == (sdr_db is None):
+        raise ValueError(f"{name}: pass exactly one of threshold= or sdr_db= (with reference=)")
+    if sdr_db is not None:
+        _require(reference is not None, f"{name}: sdr_db= needs the clean reference= [B, ...] to solve "
+                 "for the threshold")
+        return jnp.asarray(threshold_for_sdr(np.asarray(reference), float(sdr_db), clip_fn))
+    t = np.asarray(threshold, np.float32)
+    _require(bool(np.all(t > 0)), f"{name}: threshold must be > 0, got {threshold}")
+    return jnp.asarray(t)
+
+
+@OPERATORS.register("hard_clip")
+def hard_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
+              noise_sigma: float = 0.0) -> HardClip:
+    """Hard clipping at `threshold` (scalar or `[B]`), or at the per-example threshold giving
+    `sdr_db` on the clean `reference` `[B, ...]`."""
+    t = _clip_threshold("hard_clip", threshold, sdr_db, reference, _np_hard_clip)
+    return HardClip(threshold=t, noise_sigma=float(noise_sigma))
+
+
+@OPERATORS.register("soft_clip")
+def soft_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
+              noise_sigma: float = 0.0) -> SoftClip:
+    """tanh saturation `t tanh(x / t)`, at `threshold` or at a target `sdr_db` on `reference`."""
+    t = _clip_threshold("soft_clip", threshold, sdr_db, reference, _np_soft_clip)
+    return SoftClip(threshold=t, noise_sigma=float(noise_sigma))
+
+
+def describe(operator: Any) -> str:
+    """A short human-readable description for logs and tables."""
+    return f"{type(operator).__name__}(noise_sigma={operator.noise_sigma:g})"
+

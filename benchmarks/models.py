@@ -104,26 +104,34 @@ def measure(name: str, size: str, batch: int, repeats: int, **kwargs) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
-    head = ("| network | size | params | batch | fwd (s) | fwd+bwd (s) | compile fwd+bwd (s) "
-            "| peak mem (MB) |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
-    lines = []
-    for r in rows:
-        net = r["model"] + (f" ({r['conv_impl']})" if "conv_impl" in r else "")
-        lines.append(f"| {net} | {r['size']} | {r['params'] / 1e6:.2f}M | {r['batch']} | "
-                     f"{r['fwd_s']:.3f} | {r['fwd_bwd_s']:.3f} | {r['compile_fwd_bwd_s']:.1f} | "
-                     f"{r['peak_mem_mb']} |")
-    return head + "\n".join(lines) + "\n"
+HEADER = ("| network | size | params | batch | fwd (s) | fwd+bwd (s) | compile fwd+bwd (s) "
+          "| peak mem (MB) |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+
+
+def table_row(r: dict) -> str:
+    net = r["model"] + (f" ({r['conv_impl']})" if "conv_impl" in r else "")
+    return (f"| {net} | {r['size']} | {r['params'] / 1e6:.2f}M | {r['batch']} | {r['fwd_s']:.3f} | "
+            f"{r['fwd_bwd_s']:.3f} | {r['compile_fwd_bwd_s']:.1f} | {r['peak_mem_mb']} |")
 
 
 def update_doc(path: str, rows: list[dict]) -> None:
+    """Refreshes the table between the markers: rows of this run replace rows with the same
+    (network, size); other rows are kept, so a partial run updates only what it measured."""
     text = open(path).read()
-    block = f"{DOC_START}\n{table(rows)}{DOC_END}"
-    pattern = re.escape(DOC_START) + ".*?" + re.escape(DOC_END)
-    if not re.search(pattern, text, flags=re.S):
+    pattern = re.escape(DOC_START) + "(.*?)" + re.escape(DOC_END)
+    found = re.search(pattern, text, flags=re.S)
+    if not found:
         raise ValueError(f"{path} has no {DOC_START} ... {DOC_END} block to refresh")
+    lines = {}
+    for line in found.group(1).splitlines()[2:]:
+        if line.startswith("| "):
+            lines[tuple(c.strip() for c in line.split("|")[1:3])] = line
+    for r in rows:
+        line = table_row(r)
+        lines[tuple(c.strip() for c in line.split("|")[1:3])] = line
+    block = f"{DOC_START}\n{HEADER}" + "\n".join(lines.values()) + f"\n{DOC_END}"
     with open(path, "w") as f:
-        f.write(re.sub(pattern, lambda _: block, text, flags=re.S))
+        f.write(text[:found.start()] + block + text[found.end():])
 
 
 def main(argv):

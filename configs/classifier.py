@@ -31,7 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.classifier.hop = 128  # 8 ms at 16 kHz: 126 frames per second
     config.classifier.n_mels = 64
     config.classifier.channels = (16, 32, 64, 128)  # one conv stage (and 2x2 pooling) each
-    config.classifier.convs_per_stage = 2
+    config.classifier.convs_per_stage = 1  # 2 doubles the cost of a step
     config.classifier.embed_dim = 128  # penultimate features used for FD / KID / NDB
 
     # Optimiser (diffjax.training.state.build_optimizer).
@@ -40,19 +40,19 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optim.learning_rate = 2e-3
     config.optim.warmup_steps = 100
     config.optim.decay = "cosine"
-    config.optim.decay_steps = 2000
+    config.optim.decay_steps = 800
     config.optim.end_factor = 0.05
     config.optim.weight_decay = 1e-4
     config.optim.grad_clip = 1.0
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 64
-    config.training.num_steps = 2000  # ~31 epochs of 4096 clips
-    config.training.ema_halflife_examples = 5000.0
+    config.training.num_steps = 800  # 12.5 epochs of 4096 clips; train accuracy ~97% by step 50
+    config.training.ema_halflife_examples = 2000.0  # ~31 steps of 64
     config.training.augment_gain_db = 6.0  # random gain in +-6 dB
     config.training.augment_shift_seconds = 0.1  # random circular shift up to 100 ms
     config.training.log_every = 50
-    config.training.checkpoint_every = 500
+    config.training.checkpoint_every = 200
 
     if "smoke" in arg.split(","):
         apply_smoke(config)

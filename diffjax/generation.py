@@ -77,7 +77,8 @@ def _resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], d
 def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = None,
              nfe: Optional[int] = None, num_steps: Optional[int] = None, grid: Optional[str] = None,
              labels: Optional[Sequence[int]] = None, cfg_scale: Optional[float] = None,
-             sampler_options: Optional[dict] = None, mesh=None, dataset=None) -> Generated:
+             sampler_options: Optional[dict] = None, init: Optional[np.ndarray] = None,
+             strength: float = 1.0, mesh=None, dataset=None) -> Generated:
     """Samples one example per seed with a registered sampler and grid over the process's range.
 
     Args:
@@ -88,6 +89,8 @@ def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = N
       nfe: a budget of denoiser calls per example (converted to steps; impossible budgets raise);
         or `num_steps` noise levels. Default `config.sampling.num_steps`.
       labels, cfg_scale: class labels and classifier-free guidance scale (1 = plain conditional).
+      init, strength: SDEdit-style variation (Meng et al. 2022): waveforms `[B, L, C]` (one per seed)
+        are encoded, noised to the level `strength` of the way up the grid, and denoised.
       mesh: a `training.parallel` mesh to shard the batch over (default: this host's devices when
         the batch divides evenly, else one device).
     """
@@ -105,10 +108,16 @@ def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = N
     sample = sampling.get_sampler(sampler)
     options = dict(sampler_options or {})
 
-    def run(params, x_init, keys, labels):
+    def run(params, x_init, keys, labels, guide):
         denoiser = make_sampling_denoiser(config, params, labels=labels, cfg_scale=cfg_scale,
                                           model=model, pc=pc)
-        return sample(denoiser, x_init, sigmas, key=keys, **options)
+        if guide is None:
+            return sample(denoiser, x_init, sigmas, key=keys, **options)
+        from diffjax.restoration import get_method, get_operator
+
+        return get_method("sdedit")(denoiser, get_operator("identity"), guide, x_init, sigmas, key=keys,
+                                    sampler=sampler, sampler_options=options, strength=strength,
+                                    guide=guide)
 
     if mesh is None:
         local = jax.local_device_count()
@@ -117,13 +126,24 @@ def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = N
     keys = sampling.seed_keys(np.asarray(seeds))
     label_array = None if labels is None else jnp.asarray(labels, jnp.int32)
     sharded, replicated = parallel.batch_sharding(mesh), parallel.replicated_sharding(mesh)
-    label_sharding = None if label_array is None else sharded
-    latent = jax.jit(run, in_shardings=(replicated, sharded, sharded, label_sharding),
-                     out_shardings=replicated)(params, x_init, keys, label_array)
+    guide = None
+    if init is not None:
+        init = np.asarray(init, np.float32)
+        if init.shape[0] != len(seeds):
+            raise ValueError(f"init has {init.shape[0]} examples for {len(seeds)} seeds")
+        guide = build_codec(config).encode(jnp.asarray(init)) if is_audio(config) else jnp.asarray(init)
+    optional = lambda a: None if a is None else sharded
+    latent = jax.jit(run, in_shardings=(replicated, sharded, sharded, optional(label_array), optional(guide)),
+                     out_shardings=replicated)(params, x_init, keys, label_array, guide)
     if is_audio(config):
         dataset = factory.build_dataset(config) if dataset is None else dataset
         audio = build_codec(config).decode(latent, dataset.length)
     else:
         audio = latent
-    return Generated(audio=np.asarray(audio), latent=np.asarray(latent),
-                     nfe=sampling.nfe(sampler, steps, **options), num_steps=steps, seeds=seeds)
+    cost = sampling.nfe(sampler, steps, **options)
+    if init is not None:
+        from diffjax.restoration.schedules import method_nfe
+
+        cost = method_nfe("sdedit", sampler, steps, strength=strength, sampler_options=options)
+    return Generated(audio=np.asarray(audio), latent=np.asarray(latent), nfe=cost, num_steps=steps,
+                     seeds=seeds)

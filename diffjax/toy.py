@@ -59,10 +59,16 @@ class GaussianMixture:
               process_count: int = 1) -> dict:
         """This host's share of the global batch for `step`: {'x': [b, D], 'label': [b]}.
 
-        The key is `fold_in(fold_in(seed, step), process_index)`, so a resumed run sees the same data.
+        The global batch is drawn from `fold_in(PRNGKey(seed), step)` and host i takes rows
+        [i b, (i + 1) b): a resumed run sees the same data, and the global batch does not depend on
+        the number of hosts.
         """
-        x, labels = _toy_batch(self, seed, step, process_index, batch_size // process_count)
-        return {"x": x, "label": labels.astype(jnp.int32)}
+        if batch_size % process_count:
+            raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+        x, labels = _toy_batch(self, seed, step, batch_size)
+        share = batch_size // process_count
+        rows = slice(process_index * share, (process_index + 1) * share)
+        return {"x": x[rows], "label": labels[rows].astype(jnp.int32)}
 
     # ----- VE view -----
     def _component_terms(self, x: Array, sigma: Array):
@@ -135,10 +141,9 @@ def _mode_assignment(samples, mixture, num_stds):
     return jnp.min(dist, axis=1) <= num_stds, shares
 
 
-@functools.partial(jax.jit, static_argnums=4)
-def _toy_batch(mixture, seed, step, process_index, num):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), step), process_index)
-    return mixture.sample_with_labels(key, num)
+@functools.partial(jax.jit, static_argnums=3)
+def _toy_batch(mixture, seed, step, num):
+    return mixture.sample_with_labels(jax.random.fold_in(jax.random.PRNGKey(seed), step), num)
 
 
 @DATASETS.register("gaussian")

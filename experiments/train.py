@@ -1,6 +1,9 @@
 """Trains a diffusion model from a config; resumes from the workdir.
 
-    python experiments/train.py --config configs/toy_gmm.py --workdir runs/toy_gmm [--config.sde.name=vp]
+    python experiments/train.py --config configs/default.py --workdir runs/default [--config.sde.name=vp]
+
+Multi-host: run one process per host with --coordinator=HOST:PORT --num_processes=N --process_id=I
+(or the DIFFJAX_* environment variables; DIFFJAX_DISTRIBUTED=auto on TPU pods / SLURM).
 """
 import logging
 import os
@@ -12,12 +15,15 @@ from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from diffjax.training import train_and_evaluate  # noqa: E402
+from diffjax.training import parallel, train_and_evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:smoke]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+flags.DEFINE_string("coordinator", None, "Multi-host: coordinator host:port (or DIFFJAX_COORDINATOR).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (or DIFFJAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (or DIFFJAX_PROCESS_ID).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,6 +34,7 @@ def main(argv):
     log.setLevel(logging.INFO)
     log.addHandler(logging.StreamHandler())
     log.propagate = False
+    parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     print(results)
 

@@ -95,11 +95,14 @@ def make_classifier_step(model: AudioClassifier, decays: Sequence[float], *, gai
     def step(state: TrainState, batch: dict, key: jax.Array):
         audio = augment(jnp.asarray(batch["audio"]), key, gain_db=gain_db, max_shift=max_shift)
         labels = jnp.asarray(batch["label"], jnp.int32)
+        valid = (labels >= 0).astype(jnp.float32)  # 'folder' files outside a class folder: -1
+        count = jnp.maximum(jnp.sum(valid), 1.0)
 
         def loss_fn(params):
             logits, _ = model.apply({"params": params}, audio)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-            return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+            correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+            return jnp.sum(valid * ce) / count, jnp.sum(valid * correct) / count
 
         (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -146,8 +149,11 @@ def accuracy_on(model, params, dataset, *, batch_size: int = 64) -> dict:
 
     fn, probs, labels = make_predict_fn(model), [], []
     for batch in dataset_clips(dataset, batch_size=batch_size):
-        probs.append(predict(fn, params, batch["audio"], batch_size=batch_size)[0])
-        labels.append(batch["label"])
+        keep = batch["label"] >= 0  # unlabelled files of a 'folder' dataset
+        if not keep.any():
+            continue
+        probs.append(predict(fn, params, batch["audio"][keep], batch_size=batch_size)[0])
+        labels.append(batch["label"][keep])
     return class_accuracy(np.concatenate(probs), np.concatenate(labels), model.num_classes)
 
 

@@ -33,7 +33,7 @@ from diffjax.registry import Registry
 EMBEDDERS = Registry("embedder")
 
 
-def get_embedder(name: str, **kwargs) -> "AbstractEmbedder":
+def get_embedder(name: str, /, **kwargs) -> "AbstractEmbedder":
     """Builds the embedder registered as `name` with its keyword arguments."""
     if name == "classifier":  # Registered on import of the classifier module (flax model).
         importlib.import_module("diffjax.evaluation.classifier")

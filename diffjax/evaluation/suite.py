@@ -44,7 +44,21 @@ class MetricOptions:
     ndb_bins: int = 20           # K of NDB/K (Richardson & Weiss 2018 use 50-100 for 20k+ images)
     ndb_alpha: float = 0.05
     is_splits: int = 1           # Salimans et al. 2016 use 10 splits of 5000
+    kid_standardize: bool = True  # z-score features by the reference before KID (see below)
     seed: int = 0
+
+
+def _standardize(x: np.ndarray, ref: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets z-scored per dimension by the reference's mean and std.
+
+    The cubic kernel is not scale invariant: on raw log-mel statistics (magnitudes ~10-100) it is
+    dominated by a few large dimensions and KID's variance explodes. Inception/classifier features
+    are near unit scale, where this changes little.
+    """
+    if not enabled:
+        return x, ref
+    mu, sd = ref.mean(0), ref.std(0) + 1e-8
+    return (x - mu) / sd, (ref - mu) / sd
 
 
 def generation_metrics(features: dict[str, dict], reference: dict[str, dict], *,
@@ -63,7 +77,8 @@ def generation_metrics(features: dict[str, dict], reference: dict[str, dict], *,
                                            len(ref_emb))
                      if "mean" in ref else frechet.gaussian_stats(ref_emb))
         out[f"fd_{name}"] = frechet.frechet_distance(frechet.gaussian_stats(gen_emb), ref_stats)
-        k = kid.kernel_distance(gen_emb, ref_emb, num_subsets=options.kid_subsets,
+        k = kid.kernel_distance(*_standardize(gen_emb, ref_emb, options.kid_standardize),
+                                num_subsets=options.kid_subsets,
                                 subset_size=options.kid_subset_size, seed=options.seed)
         out[f"kid_{name}"], out[f"kid_{name}_std"] = k["kid"], k["kid_std"]
         if len(ref_emb) >= options.ndb_bins:

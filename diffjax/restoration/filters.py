@@ -25,7 +25,7 @@ import numpy as np
 import scipy.signal
 
 from diffjax.audio import codecs
-from diffjax.restoration.operators import (OPERATORS, SVD, AbstractLinearOperator, _require)
+from diffjax.restoration.operators import SVD, AbstractLinearOperator, _require, register_operator
 
 Array = jax.Array
 
@@ -152,7 +152,7 @@ def _lowpass(kind: str):
 
 
 for _kind in LOWPASS_KINDS:
-    OPERATORS.register(_kind)(_lowpass(_kind))
+    register_operator(_kind, has_svd=True)(_lowpass(_kind))
 
 
 # --------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class Reverb(AbstractFourierOperator):
         return jnp.fft.rfft(self.rir, n=length, norm="backward")
 
 
-@OPERATORS.register("reverb")
+@register_operator("reverb", has_svd=True)
 def reverb(*, sample_rate: int, rir_path: Optional[str] = None, rt60: float = 0.5, drr_db: float = 0.0,
            seed: int = 0, rcond: float = 1e-2, noise_sigma: float = 0.0) -> Reverb:
     """Reverberation by a RIR from a wav file (`rir_path`, resampled to `sample_rate`), or a
@@ -216,7 +216,7 @@ def reverb(*, sample_rate: int, rir_path: Optional[str] = None, rt60: float = 0.
 # --------------------------------------------------------------------------------------
 
 
-@OPERATORS.register("decimate")
+@register_operator("decimate", has_svd=True)
 @flax.struct.dataclass
 class Decimate(AbstractLinearOperator):
     """Ideal decimation by `factor`: keep the rfft bins below the new Nyquist, `y` `[B, L/r, ...]`.
@@ -277,7 +277,7 @@ class Decimate(AbstractLinearOperator):
 # --------------------------------------------------------------------------------------
 
 
-@OPERATORS.register("stft_brickwall")
+@register_operator("stft_brickwall", has_svd=False)
 @flax.struct.dataclass
 class STFTBrickwall(AbstractLinearOperator):
     """Zeroes the STFT bins at and above `cutoff` Hz: `A = S^+ M S` (audio `[B, L, C]`).

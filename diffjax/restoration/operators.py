@@ -40,9 +40,22 @@ def get_operator(name: str, **params):
     return OPERATORS.get(name)(**params)
 
 
+_HAS_SVD: dict[str, bool] = {}
+
+
+def register_operator(name: str, *, has_svd: bool):
+    """Registers an operator class or factory under `name`, recording whether it has an SVD."""
+
+    def decorate(obj):
+        _HAS_SVD[name] = has_svd
+        return OPERATORS.register(name)(obj)
+
+    return decorate
+
+
 def svd_operator_names() -> list[str]:
     """Names of the registered operators with a known SVD (for DDRM and noisy DDNM/PiGDM)."""
-    return [n for n in OPERATORS.names() if getattr(OPERATORS.get(n), "has_svd", False)]
+    return sorted(n for n, has in _HAS_SVD.items() if has)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -174,7 +187,7 @@ class CoordinateMask(AbstractMask):
         return self.mask
 
 
-@OPERATORS.register("mask")
+@register_operator("mask", has_svd=True)
 def coordinate_mask(*, mask=None, observed=None, dim: Optional[int] = None,
                     drop_fraction: Optional[float] = None, seed: int = 0,
                     noise_sigma: float = 0.0) -> CoordinateMask:
@@ -258,21 +271,21 @@ def _gap(sample_rate, gap_seconds, num_gaps=1, period_seconds=None, start_second
                    noise_sigma=float(noise_sigma))
 
 
-@OPERATORS.register("gap")
+@register_operator("gap", has_svd=True)
 def gap(*, sample_rate: int, gap_seconds: float = 0.2, start_seconds: Optional[float] = None,
         noise_sigma: float = 0.0) -> GapMask:
     """One long gap (centred unless `start_seconds` is given)."""
     return _gap(sample_rate, gap_seconds, start_seconds=start_seconds, noise_sigma=noise_sigma)
 
 
-@OPERATORS.register("gaps")
+@register_operator("gaps", has_svd=True)
 def gaps(*, sample_rate: int, gap_seconds: float = 0.05, num_gaps: int = 4,
          noise_sigma: float = 0.0) -> GapMask:
     """Several short gaps, evenly spread."""
     return _gap(sample_rate, gap_seconds, num_gaps=num_gaps, noise_sigma=noise_sigma)
 
 
-@OPERATORS.register("packet_loss")
+@register_operator("packet_loss", has_svd=True)
 def packet_loss(*, sample_rate: int, gap_seconds: float = 0.02, period_seconds: float = 0.1,
                 noise_sigma: float = 0.0) -> GapMask:
     """Periodic packet loss: `gap_seconds` lost every `period_seconds` (default 20 % loss)."""
@@ -284,7 +297,7 @@ def packet_loss(*, sample_rate: int, gap_seconds: float = 0.02, period_seconds: 
 # --------------------------------------------------------------------------------------
 
 
-@OPERATORS.register("identity")
+@register_operator("identity", has_svd=True)
 @flax.struct.dataclass
 class Identity(AbstractLinearOperator):
     """`A = I`: with `noise_sigma > 0` restoration is denoising."""
@@ -338,7 +351,7 @@ class Matrix(AbstractLinearOperator):
                    u=lambda c: c[:, :m] @ u.T.astype(c.dtype), s=s_full[None])
 
 
-@OPERATORS.register("linear")
+@register_operator("linear", has_svd=True)
 def linear(*, matrix, noise_sigma: float = 0.0) -> Matrix:
     """A generic linear operator from a dense matrix `[M, D]` (M <= D) for toy vectors."""
     matrix = jnp.asarray(matrix)
@@ -407,8 +420,8 @@ class HardClip(AbstractOperator):
     def project(self, x, y):
         t = expand_batch(self.threshold, x)
         edge = t * (1 - self.tolerance)
-        clipped_high = jnp.where(y >= edge, jnp.maximum(x, t), y)
-        return jnp.where(y <= -edge, jnp.minimum(x, -t), clipped_high)
+        clipped_high = jnp.where(y >= edge, jnp.maximum(x, y), y)
+        return jnp.where(y <= -edge, jnp.minimum(x, y), clipped_high)
 
     def support(self, y):
         return y
@@ -450,7 +463,7 @@ def _clip_threshold(name, threshold, sdr_db, reference, clip_fn):
     return jnp.asarray(t)
 
 
-@OPERATORS.register("hard_clip")
+@register_operator("hard_clip", has_svd=False)
 def hard_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
               noise_sigma: float = 0.0) -> HardClip:
     """Hard clipping at `threshold` (scalar or `[B]`), or at the per-example threshold giving
@@ -459,7 +472,7 @@ def hard_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
     return HardClip(threshold=t, noise_sigma=float(noise_sigma))
 
 
-@OPERATORS.register("soft_clip")
+@register_operator("soft_clip", has_svd=False)
 def soft_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
               noise_sigma: float = 0.0) -> SoftClip:
     """tanh saturation `t tanh(x / t)`, at `threshold` or at a target `sdr_db` on `reference`."""

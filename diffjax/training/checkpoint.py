@@ -9,6 +9,7 @@ import os
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -55,13 +56,31 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+def abstract_items(config) -> dict:
+    """Shapes and dtypes of a checkpoint of `config`, placed on this host's first device, so any
+    checkpoint (also one saved by several hosts) restores on one host."""
+    from diffjax import factory, generation
+    from diffjax.training.state import build_optimizer
+
+    model = factory.build_model(config)
+    example = jax.ShapeDtypeStruct((1,) + generation.example_shape(config), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,)))["params"], example)
+    tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
+    items = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
+             "ema_params": tuple(params for _ in config.training.ema_halflife_examples),
+             "opt_state": jax.eval_shape(tx.init, params)}
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), items)
+
+
 def load_for_sampling(workdir: str, *, step: Optional[int] = None, ema_index: int = 0):
     """Returns `(config, params, step)` with the EMA weights (`ema_index`; -1 for the raw weights)."""
     config = load_config(workdir)
     manager = make_manager(workdir)
     step = manager.latest_step() if step is None else step
     if step is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
-    items = manager.restore(step, args=ocp.args.StandardRestore())
+        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first "
+                                "(experiments/train.py --workdir ...)")
+    items = manager.restore(step, args=ocp.args.StandardRestore(abstract_items(config)))
     params = items["params"] if ema_index < 0 else items["ema_params"][ema_index]
     return config, params, step

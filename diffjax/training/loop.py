@@ -188,9 +188,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
             keys = jnp.stack([jax.random.fold_in(base_key, s) for s in range(step, step + k)])
             state, metrics = train_steps(state, batches, parallel.replicate(keys, mesh))
             done = step + k
+            stop = preemption.requested  # read once: a signal between the save and the exit is not lost
             progress.update(k)
             should_log = done % train.log_every == 0 or done == train.num_steps
-            should_save = done % train.checkpoint_every == 0 or done == train.num_steps or preemption.requested
+            should_save = done % train.checkpoint_every == 0 or done == train.num_steps or stop
             if should_log or should_save:  # NaN params keep the loss NaN, so this check guards saves
                 _check_finite(metrics, done, workdir)
             if should_log:
@@ -208,7 +209,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 checkpoint.save(manager, done, state.checkpoint_items())
             if train.get("sample_every") and done % train.sample_every == 0 and done < train.num_steps:
                 evaluation.log_samples(config, parallel.to_host(state.ema_params[0]), writer, done, dataset)
-            if preemption.requested:
+            if stop:
                 log.warning("stopped at step %d after SIGTERM; rerun the same command to resume", done)
                 writer.close()
                 return {"preempted_at": done}

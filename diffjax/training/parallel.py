@@ -36,8 +36,8 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
     if os.environ.get("DIFFJAX_DISTRIBUTED") == "auto":
         jax.distributed.initialize()
     elif coordinator_address and num_processes and num_processes > 1:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU collectives across processes (only the CPU client reads this; GPU/TPU ignore it).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address, num_processes, int(process_id))
     else:
         return

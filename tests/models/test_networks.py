@@ -101,3 +101,18 @@ def test_unknown_model_and_size_errors():
         get_model("wavenet")
     with pytest.raises(ValueError, match="valid sizes: tiny, small, base"):
         get_model("unet2d", size="huge")
+
+
+def test_diffwave_upsampler_is_a_transposed_conv():
+    s, t, m = 4, 5, 7
+    x = jax.random.normal(KEY, (1, t, m))
+    layer = diffwave_lib.TransposedConv(s)
+    params = layer.init(KEY, x)
+    k = np.asarray(params["params"]["kernel"])  # [2s, 3]
+    full = np.zeros(((t + 1) * s, m))  # out_full[t s + k, m] = sum_d x[t, m + 1 - d] K[k, d]
+    xp = np.pad(np.asarray(x[0]), ((0, 0), (1, 1)))
+    for ti in range(t):
+        for ki in range(2 * s):
+            for d in range(3):
+                full[ti * s + ki] += xp[ti, 2 - d:2 - d + m] * k[ki, d]
+    np.testing.assert_allclose(layer.apply(params, x)[0], full[s // 2:s // 2 + t * s], atol=1e-5)

@@ -1,0 +1,17 @@
+"""Class-conditional generation of the embedded music's 9 instrument classes, trained with label
+dropout for classifier-free guidance (Ho & Salimans 2022).
+
+    python experiments/train.py --config configs/conditional.py --workdir runs/cond
+    python experiments/sample.py --workdir runs/cond --class flute --cfg 2.0
+"""
+from configs import default
+
+
+def get_config(arg: str = ""):
+    config = default.get_config()
+    config.model.num_classes = 9  # synth_music: flute clarinet brass pluck bell epiano kick snare hihat
+    config.training.label_dropout = 0.1
+    config.sampling.cfg_scale = 2.0
+    if "smoke" in arg.split(","):
+        default.apply_smoke(config)
+    return config

@@ -1,0 +1,19 @@
+"""Time-frequency model: a UNet2D on the amplitude-compressed complex STFT (SGMSE-style codec),
+decoded back to waveforms exactly by the inverse STFT.
+
+    python experiments/train.py --config configs/spectrogram.py --workdir runs/spectrogram
+"""
+from configs import default
+
+
+def get_config(arg: str = ""):
+    config = default.get_config()
+    config.codec.name = "complex_stft"
+    config.codec.n_fft = 510  # 256 frequency bins
+    config.codec.hop = 128
+    config.model.name = "unet2d"
+    config.model.size = "small"
+    config.precond.sigma_data = 0.5  # compressed STFT RMS: experiments/estimate_sigma_data.py
+    if "smoke" in arg.split(","):
+        default.apply_smoke(config)
+    return config

@@ -13,7 +13,7 @@ One JSON line per row, and a markdown table refreshed in docs/evaluation.md (`--
 
     python benchmarks/evaluation.py --classifier workdirs/eval_classifier --update_doc docs/evaluation.md
     python benchmarks/evaluation.py --classifier workdirs/eval_classifier \
-        --models workdirs/music --samplers heun,dpmpp_2m --nfes 10,20,40
+        --models workdirs/music --samplers heun,dpmpp_2m --nfes 10,20,40 [--cfg_scales 1,2,4]
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ flags.DEFINE_integer("reference_num", 512, "reference clips (synth_music train s
 flags.DEFINE_list("models", [], "diffusion workdirs to sample from")
 flags.DEFINE_list("samplers", ["heun"], "samplers for the model rows")
 flags.DEFINE_list("nfes", ["10", "20", "40"], "NFE budgets for the model rows")
+flags.DEFINE_list("cfg_scales", [], "classifier-free guidance scales (conditional models; empty: "
+                  "plain conditional)")
 flags.DEFINE_string("cache_dir", "workdirs/eval_benchmark", "reference cache and chunk folders")
 flags.DEFINE_string("update_doc", None, "markdown file whose table is refreshed")
 
@@ -95,15 +97,18 @@ def reference_rows(embedders: dict, num: int) -> list[dict]:
 
 def model_rows(num: int) -> list[dict]:
     rows = []
+    scales = [float(w) for w in FLAGS.cfg_scales] or [None]
     for workdir in FLAGS.models:
         for sampler in FLAGS.samplers:
             for nfe in FLAGS.nfes:
-                tic = time.time()
-                results = wd.evaluate_checkpoint(
-                        workdir, sampler=sampler, nfe=int(nfe), num=num,
-                        classifier_workdir=FLAGS.classifier, options=OPTIONS, progress=True)
-                name = f"{os.path.basename(os.path.normpath(workdir))} step {results['step']}"
-                rows.append({"setting": name, **results, "seconds": time.time() - tic})
+                for scale in scales:
+                    tic = time.time()
+                    results = wd.evaluate_checkpoint(
+                            workdir, sampler=sampler, nfe=int(nfe), num=num, cfg_scale=scale,
+                            classifier_workdir=FLAGS.classifier, options=OPTIONS, progress=True)
+                    name = f"{os.path.basename(os.path.normpath(workdir))} step {results['step']}"
+                    name += "" if scale is None else f" cfg {scale:g}"
+                    rows.append({"setting": name, **results, "seconds": time.time() - tic})
     return rows
 
 

@@ -21,6 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir of the model (config.json + checkpoints).")
@@ -80,6 +81,7 @@ def _operator_params():
 
 def main(argv):
     del argv
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
     log = logging.getLogger("diffjax")
     log.setLevel(logging.INFO)
     log.addHandler(logging.StreamHandler())

@@ -77,23 +77,31 @@ class AudioClassifier(nn.Module):
 # Training
 # ---------------------------------------------------------------------------------------------
 
-def augment(audio: jax.Array, key: jax.Array, *, gain_db: float, max_shift: int) -> jax.Array:
-    """Random gain in +-`gain_db` and a random circular time shift up to `max_shift` samples."""
-    k_gain, k_shift = jax.random.split(key)
+def augment(audio: jax.Array, key: jax.Array, *, gain_db: float, max_shift: int,
+            noise_snr_db: tuple[float, float] | None = None, noise_prob: float = 0.5) -> jax.Array:
+    """Random gain in +-`gain_db`, a random circular shift up to `max_shift` samples and, with
+    probability `noise_prob`, white noise at an SNR uniform in `noise_snr_db` (so faint residual
+    noise of a sampler does not flip the predicted class)."""
+    k_gain, k_shift, k_noise, k_snr, k_use = jax.random.split(key, 5)
     b = audio.shape[0]
     gain = 10.0 ** (jax.random.uniform(k_gain, (b, 1, 1), minval=-gain_db, maxval=gain_db) / 20)
     shifts = jax.random.randint(k_shift, (b,), -max_shift, max_shift + 1)
-    shifted = jax.vmap(lambda a, s: jnp.roll(a, s, axis=0))(audio, shifts)
-    return jnp.clip(gain * shifted, -1.0, 1.0)
+    out = jax.vmap(lambda a, s: jnp.roll(a, s, axis=0))(audio, shifts)
+    if noise_snr_db is not None:
+        snr = jax.random.uniform(k_snr, (b, 1, 1), minval=noise_snr_db[0], maxval=noise_snr_db[1])
+        rms = jnp.sqrt(jnp.mean(out ** 2, axis=(1, 2), keepdims=True))
+        use = jax.random.bernoulli(k_use, noise_prob, (b, 1, 1))
+        noise = jax.random.normal(k_noise, out.shape) * rms * 10.0 ** (-snr / 20)
+        out = out + jnp.where(use, noise, 0.0)
+    return jnp.clip(gain * out, -1.0, 1.0)
 
 
-def make_classifier_step(model: AudioClassifier, decays: Sequence[float], *, gain_db: float,
-                         max_shift: int):
+def make_classifier_step(model: AudioClassifier, decays: Sequence[float], **augment_kwargs):
     """`step(state, batch, key) -> (state, metrics)`: cross-entropy, optimiser update, EMA."""
     decays = tuple(float(d) for d in decays)
 
     def step(state: TrainState, batch: dict, key: jax.Array):
-        audio = augment(jnp.asarray(batch["audio"]), key, gain_db=gain_db, max_shift=max_shift)
+        audio = augment(jnp.asarray(batch["audio"]), key, **augment_kwargs)
         labels = jnp.asarray(batch["label"], jnp.int32)
         valid = (labels >= 0).astype(jnp.float32)  # 'folder' files outside a class folder: -1
         count = jnp.maximum(jnp.sum(valid), 1.0)
@@ -176,14 +184,16 @@ def train_classifier(config, workdir: str) -> dict:
     log.info("classifier: %d parameters, %d classes; starting at step %d", num_params(params),
              model.num_classes, int(state.step))
     decays = [ema_decay(train.ema_halflife_examples, train.batch_size)]
-    step_fn = jax.jit(make_classifier_step(model, decays, gain_db=train.augment_gain_db,
-                                           max_shift=int(train.augment_shift_seconds
-                                                         * dataset.sample_rate)),
-                      donate_argnums=0)
+    noise = train.get("augment_noise_snr_db")
+    step_fn = jax.jit(make_classifier_step(
+            model, decays, gain_db=train.augment_gain_db,
+            max_shift=int(train.augment_shift_seconds * dataset.sample_rate),
+            noise_snr_db=None if noise is None else tuple(noise)), donate_argnums=0)
     base_key = jax.random.PRNGKey(config.seed)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     for step in range(int(state.step), train.num_steps):
         batch = dataset.batch(step, train.batch_size, seed=config.seed)
+        batch = {"audio": batch["audio"], "label": batch["label"]}  # one jit signature for all datasets
         state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
         if (step + 1) % train.log_every == 0 or step + 1 == train.num_steps:
             scalars = {k: float(v) for k, v in metrics.items()}

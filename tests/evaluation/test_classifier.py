@@ -47,7 +47,7 @@ def test_no_labels_is_an_error(smoke_config):
 
 @pytest.mark.slow
 def test_full_config_accuracy(tmp_path, eval_cache):
-    """configs/classifier.py (800 steps, 16 kHz): the accuracy stated in docs/evaluation.md."""
+    """configs/classifier.py (600 steps, 16 kHz): the accuracy stated in docs/evaluation.md."""
     from configs import classifier as classifier_config
 
     config = classifier_config.get_config()
@@ -57,23 +57,23 @@ def test_full_config_accuracy(tmp_path, eval_cache):
 
 
 def test_trains_on_a_labelled_folder(tmp_path, smoke_config):
-    """Two class folders (tones vs noise bursts) and one unlabelled file at the root."""
+    """Nine class folders of tones, an octave apart, and one unlabelled file at the root. Same
+    shapes and class count as the smoke classifier, so the compiled step is shared via the cache."""
     import soundfile as sf
 
     rng = np.random.default_rng(0)
-    t = np.arange(8000) / 8000
-    for i in range(12):
-        os.makedirs(tmp_path / "sounds" / "tone", exist_ok=True)
-        os.makedirs(tmp_path / "sounds" / "noise", exist_ok=True)
-        sf.write(tmp_path / "sounds" / "tone" / f"{i}.wav",
-                 0.5 * np.sin(2 * np.pi * rng.uniform(200, 800) * t), 8000)
-        sf.write(tmp_path / "sounds" / "noise" / f"{i}.wav", 0.2 * rng.standard_normal(8000), 8000)
-    sf.write(tmp_path / "sounds" / "loose.wav", 0.1 * rng.standard_normal(8000), 8000)
+    t = np.arange(4000) / 8000
+    for c in range(NUM_CLASSES):
+        os.makedirs(tmp_path / "sounds" / f"class{c}")
+        for i in range(6):
+            f0 = 30.0 * 2 ** (c * 0.6 + rng.uniform(0, 0.3))
+            sf.write(tmp_path / "sounds" / f"class{c}" / f"{i}.wav", 0.5 * np.sin(2 * np.pi * f0 * t),
+                     8000)
+    sf.write(tmp_path / "sounds" / "loose.wav", 0.1 * rng.standard_normal(4000), 8000)
     config = smoke_config.copy_and_resolve_references()
     config.data = {"name": "folder", "root": str(tmp_path / "sounds"), "cache_dir": str(tmp_path),
                    "sample_rate": 8000, "crop_seconds": 0.5, "labels_from_dirs": True,
                    "eval_fraction": 0.3}
-    config.training.num_steps = 20
     results = classifier.train_classifier(config, str(tmp_path / "clf"))
-    assert len(results["per_class_accuracy"]) == 2
-    assert results["accuracy"] > 0.9
+    assert len(results["per_class_accuracy"]) == NUM_CLASSES
+    assert results["accuracy"] > 0.5

@@ -47,11 +47,17 @@ def test_conditioning_embedding_defaults_to_the_null_class():
 def test_film_starts_as_identity_and_blocks_keep_shape():
     h = jax.random.normal(KEY, (2, 3, 5, 8))
     emb = jnp.ones((2, 12))
-    film = layers.FiLM()
-    np.testing.assert_allclose(film.apply(film.init(KEY, h, emb), h, emb), h)
-    block = layers.ResBlock(16, kernel=(3, 1))
-    assert block.apply(block.init(KEY, h, emb), h, emb).shape == (2, 3, 5, 16)
-    attn = layers.SelfAttention(num_heads=2)
-    np.testing.assert_allclose(attn.apply(attn.init(KEY, h), h), h)  # zero-init projection
-    feats = layers.resize_features(jnp.ones((2, 4, 80, 1)), 100)
+    film, block, attn = layers.FiLM(), layers.ResBlock(16, kernel=(3, 1)), layers.SelfAttention(2)
+
+    @jax.jit  # one compile instead of many eager ones
+    def run(h, emb):
+        return (film.apply(film.init(KEY, h, emb), h, emb),
+                block.apply(block.init(KEY, h, emb), h, emb),
+                attn.apply(attn.init(KEY, h), h),
+                layers.resize_features(jnp.ones((2, 4, 80, 1)), 100))
+
+    film_out, block_out, attn_out, feats = run(h, emb)
+    np.testing.assert_allclose(film_out, h)
+    assert block_out.shape == (2, 3, 5, 16)
+    np.testing.assert_allclose(attn_out, h)  # zero-initialised output projection
     assert feats.shape == (2, 100, 80)

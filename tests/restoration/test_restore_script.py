@@ -1,0 +1,102 @@
+"""End to end: experiments/restore.py on a 2-step `:smoke` audio model (tiny UNet1D, 0.125 s clips)."""
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from configs import default
+from diffjax.audio import io
+from diffjax.restoration import cli
+from diffjax.restoration.tasks import load_model
+from diffjax.training import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("smoke_model"))
+    config = default.get_config("smoke")
+    config.training.num_steps = 2
+    config.training.checkpoint_every = 2
+    train_and_evaluate(config, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(workdir):
+    return load_model(workdir)
+
+
+def _tone(path, seconds=0.25, sr=SR, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)
+    sf.write(path, np.repeat(x[:, None], channels, 1).astype(np.float32), sr)
+    return path
+
+
+def test_restore_script_declips_a_file(workdir, tmp_path):
+    src = _tone(str(tmp_path / "in.wav"))
+    before = open(src, "rb").read()
+    out = str(tmp_path / "out.wav")
+    cmd = [sys.executable, os.path.join(ROOT, "experiments", "restore.py"), "--workdir", workdir,
+           "--task", "declip", "--input", src, "--out", out, "--method", "dps", "--sampler", "heun",
+           "--nfe", "3", "--clip-sdr", "3"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    restored = io.read_audio(out, sample_rate=SR, channels=None)
+    assert restored.shape == (4000, 1) and np.all(np.isfinite(restored))
+    assert os.path.exists(str(tmp_path / "out.png")) and os.path.exists(str(tmp_path / "out.degraded.wav"))
+    assert open(src, "rb").read() == before
+    again = subprocess.run(cmd[:-8] + ["--out", src], capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "input file" in again.stderr
+
+
+def _run(model, src, out, **kw):
+    args = dict(task="declip", method="replacement", sampler="euler", nfe=2, grid="karras", seed=0,
+                stereo="refuse", simulate=False, overwrite=False, params={}, options={})
+    args.update(kw)
+    return cli.run_file(model, src, out, **args)
+
+
+def test_bad_inputs_are_refused_with_the_fix(model, tmp_path):
+    stereo = _tone(str(tmp_path / "stereo.wav"), channels=2)
+    with pytest.raises(ValueError, match="--stereo=mixdown"):
+        _run(model, stereo, str(tmp_path / "o1.wav"))
+    nan = str(tmp_path / "nan.wav")
+    sf.write(nan, np.full(1000, np.nan, np.float32), SR, subtype="FLOAT")
+    with pytest.raises(io.AudioError, match="non-finite"):
+        _run(model, nan, str(tmp_path / "o2.wav"))
+    src = _tone(str(tmp_path / "in.wav"))
+    with pytest.raises(ValueError, match="Nyquist"):
+        _run(model, src, str(tmp_path / "o3.wav"), task="bwe", params={"cutoff": 8000.0})
+    with pytest.raises(ValueError, match="input file"):
+        _run(model, src, src)
+
+
+def test_resampled_input_with_a_long_gap_uses_chunked_mode(model, tmp_path, caplog):
+    src = _tone(str(tmp_path / "in22.wav"), sr=22050)
+    out = str(tmp_path / "out.wav")
+    with caplog.at_level(logging.INFO, logger="diffjax"):
+        info = _run(model, src, out, task="inpaint", simulate=True, params={"gap_seconds": 0.1})
+    assert info["mode"] == "chunked"
+    assert "resampling" in caplog.text and "chunked mode" in caplog.text
+    assert io.audio_info(out).sample_rate == 22050 and abs(io.audio_info(out).frames - 5512) <= 1
+
+
+def test_evaluation_mode_writes_the_table(model, tmp_path):
+    ref = tmp_path / "clean"
+    ref.mkdir()
+    for i in range(2):
+        _tone(str(ref / f"c{i}.wav"), seconds=0.125 + 0.05 * i)
+    table = str(tmp_path / "table.md")
+    rows = cli.run_evaluation(model, str(ref), tasks=["gap_50ms"], methods=["replacement"], sampler="euler",
+                              nfe=2, seed=0, max_clips=2, table=table, options={})
+    assert len(rows) == 1 and rows[0]["si_sdr_out"] > rows[0]["si_sdr_in"] - 20
+    text = open(table).read()
+    assert "| task | method |" in text and "lsd_out" in text and "gap_50ms" in text

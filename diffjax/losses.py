@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from typing import Any, Callable, Optional
 
@@ -196,8 +197,18 @@ def native_weight(sigma, *, precond: AbstractPrecond, **_):
 
 
 def get_weighting(name: str, **params) -> Callable[..., Array]:
-    """The weighting registered as `name`, with its paper-default parameters overridden by `params`."""
-    return functools.partial(WEIGHTINGS.get(name), **params)
+    """The weighting registered as `name`, with its paper-default parameters overridden by `params`.
+
+    An unknown parameter is an error that lists the weighting's parameters.
+    """
+    fn = WEIGHTINGS.get(name)
+    known = [p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind == inspect.Parameter.KEYWORD_ONLY and p.name not in ("process", "precond")]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"weighting {name!r} has no parameter(s) {unknown}; "
+                         f"its parameters: {known or 'none'}")
+    return functools.partial(fn, **params)
 
 
 # --------------------------------------------------------------------------------------
@@ -261,7 +272,7 @@ def make_loss(*, process: AbstractProcess, precond: AbstractPrecond, noise_level
     """Builds a `DenoisingLoss` from config names (e.g. `config.loss`)."""
     levels = get_noise_levels(noise_levels, process=process, **(noise_levels_kwargs or {}))
     weights = dict(weighting_kwargs or {})
-    if weighting == "edm":
+    if weighting == "edm":  # EDM's lambda(sigma) uses the parameterisation's sigma_data
         weights.setdefault("sigma_data", precond.sigma_data)
     weight_fn = get_weighting(weighting, **weights)
     return DenoisingLoss(levels, weight_fn, process=process, precond=precond, reduction=reduction)

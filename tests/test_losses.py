@@ -163,6 +163,8 @@ def test_unknown_names_list_valid_choices():
         losses.get_noise_levels("lognormal")
     with pytest.raises(UnknownNameError, match="unknown dataset 'cifar10'; valid names: .*gaussian, gmm"):
         data_lib.get_dataset("cifar10")
+    with pytest.raises(ValueError, match=r"weighting 'min_snr' has no parameter\(s\) \['gama'\]; its parameters: \['gamma'\]"):
+        losses.get_weighting("min_snr", gama=3.0)
     with pytest.raises(ValueError, match="reduction"):
         losses.make_loss(process=sde.get_sde("vp"), precond=precond.get_precond("eps"),
                          reduction="max")(lambda x, s: x, jnp.ones((2, 2)), jax.random.PRNGKey(0))

@@ -81,7 +81,7 @@ def make_generate_fn(config, params, *, batch_size: int = 100, cfg_scale: Option
 def run_tag(step: int, *, sampler: str, nfe: Optional[int], num_steps: Optional[int], num: int,
             cfg_scale: Optional[float], reference_split: str) -> str:
     budget = f"nfe{nfe}" if nfe is not None else f"steps{num_steps}"
-    cfg = "" if cfg_scale is None else f"_cfg{cfg_scale:g}"
+    cfg = "" if cfg_scale is None or cfg_scale == 1.0 else f"_cfg{cfg_scale:g}"  # 1: no guidance
     return f"step{step}_{sampler}_{budget}{cfg}_n{num}_{reference_split}"
 
 
@@ -91,7 +91,7 @@ def evaluate_checkpoint(workdir: str, *,
                         nfe: Optional[int] = None,       # or num_steps; default config.sampling
                         num_steps: Optional[int] = None,
                         grid: Optional[str] = None,
-                        cfg_scale: Optional[float] = None,
+                        cfg_scale: Optional[float] = None,  # default: config.sampling.cfg_scale
                         conditional: bool = True,        # use labels if the model has classes
                         num: int = 1000,
                         chunk_size: int = 100,
@@ -108,13 +108,21 @@ def evaluate_checkpoint(workdir: str, *,
     reference split; resumes from saved chunks and returns saved results if already complete."""
     config, params, step = checkpoint.load_for_sampling(workdir, step=step)
     sampler = sampler or config.sampling.sampler
+    num_classes = int(config.model.get("num_classes", 0)) if conditional else 0
+    if cfg_scale is None and num_classes:
+        cfg_scale = config.sampling.get("cfg_scale")  # the config's guidance, if any
+    cfg_scale = cfg_scale if num_classes else None
     out_dir = out_dir or os.path.join(workdir, "eval")
     tag = run_tag(step, sampler=sampler, nfe=nfe, num_steps=num_steps, num=num,
                   cfg_scale=cfg_scale, reference_split=reference_split)
     run_dir = os.path.join(out_dir, tag)
     if os.path.exists(os.path.join(run_dir, "results.json")):
         with open(os.path.join(run_dir, "results.json")) as f:
-            return json.load(f)
+            done = json.load(f)
+        if done.get("embedders") != sorted(embedders):
+            raise ValueError(f"{run_dir} was evaluated with embedders {done.get('embedders')}, not "
+                             f"{sorted(embedders)}: pass another out_dir to evaluate again")
+        return done
     dataset = factory.build_dataset(config)
     if reference_split not in ("train", "eval"):
         raise ValueError(f"reference_split must be 'train' or 'eval'; got {reference_split!r}")
@@ -124,19 +132,18 @@ def evaluate_checkpoint(workdir: str, *,
                            embedder_name=embedder_name)
     reference = {k: reference_features(e, ref_data, num=reference_num,
                                        cache_dir=out_dir) for k, e in embs.items()}
-    num_classes = int(config.model.get("num_classes", 0)) if conditional else 0
     clf = embs.get("classifier")
     if num_classes and clf is not None and clf.num_classes != num_classes:
         log.warning("model has %d classes but the classifier %d: class accuracy is meaningless",
                     num_classes, clf.num_classes)
     generate_fn, info = make_generate_fn(config, params, batch_size=chunk_size,
-                                         cfg_scale=cfg_scale if num_classes else None,
+                                         cfg_scale=cfg_scale,
                                          sampler=sampler, nfe=nfe, num_steps=num_steps, grid=grid)
     results = evaluate_generator(generate_fn, embedders=embs, reference=reference, num=num,
                                  sample_rate=dataset.sample_rate, chunk_size=chunk_size,
                                  state_dir=os.path.join(run_dir, "chunks"),
                                  num_classes=num_classes, options=options, progress=progress)
-    results.update(step=int(step), sampler=sampler, grid=grid or config.sampling.grid,
+    results.update(step=int(step), sampler=sampler, embedders=sorted(embedders), grid=grid or config.sampling.grid,
                    cfg_scale=cfg_scale, reference_split=reference_split,
                    reference_num=int(len(next(iter(reference.values()))["embedding"])), **info)
     write_results(run_dir, results, row={"setting": tag})

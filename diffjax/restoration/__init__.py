@@ -7,8 +7,9 @@
 `OPERATORS` and `METHODS` list what is registered; see docs/restoration.md.
 """
 from diffjax.restoration.operators import (OPERATORS, SVD, AbstractLinearOperator,  # noqa: F401
-                                           AbstractOperator, get_operator, svd_operator_names,
-                                           threshold_for_sdr)
+                                           AbstractOperator, get_operator, svd_operator_names)
+from diffjax.restoration import clipping  # noqa: F401,E402  (registers hard_clip, soft_clip)
+from diffjax.restoration.clipping import threshold_for_sdr  # noqa: F401,E402
 from diffjax.restoration import filters  # noqa: F401,E402  (registers the Fourier operators)
 from diffjax.restoration.methods import METHODS, get_method  # noqa: F401,E402
 from diffjax.restoration import schedules  # noqa: F401,E402  (registers repaint, sdedit)

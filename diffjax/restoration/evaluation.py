@@ -88,8 +88,9 @@ def plot_spectrograms(path: str, before: np.ndarray, after: np.ndarray, sample_r
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for ax, signal, title in zip(axes, (before, after), titles):
         n_fft = 512 if len(signal) >= 512 else 2 ** int(np.log2(max(len(signal), 16)))
-        ax.specgram(np.asarray(signal, np.float64), NFFT=n_fft, Fs=sample_rate, noverlap=n_fft * 3 // 4,
-                    cmap="magma", vmin=-120)
+        with np.errstate(divide="ignore"):  # silent bins are -inf dB
+            ax.specgram(np.asarray(signal, np.float64), NFFT=n_fft, Fs=sample_rate,
+                        noverlap=n_fft * 3 // 4, cmap="magma", vmin=-120)
         ax.set_title(title)
         ax.set_xlabel("time (s)")
     axes[0].set_ylabel("frequency (Hz)")

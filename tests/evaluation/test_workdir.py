@@ -59,6 +59,8 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
                 "ndb_k_classifier"):
         assert np.isfinite(results[key]), key
     assert results["step"] == 200 and results["nfe"] == 7 and results["reference_num"] == 128
+    assert results["cfg_scale"] == 1.0  # the config's default, passed to the sampler
+    assert calls[0]["cfg_scale"] == 1.0
     run_dir = os.path.join(workdir, "eval", "step200_heun_nfe7_n40_train")
     with open(os.path.join(run_dir, "results.json")) as f:
         assert json.load(f)["fd_mel"] == pytest.approx(results["fd_mel"])
@@ -67,6 +69,8 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
     again = wd.evaluate_checkpoint(workdir, **kwargs)
     assert json.dumps(again, sort_keys=True) == json.dumps(results, sort_keys=True)
     assert calls == []  # complete evaluations are not recomputed
+    with pytest.raises(ValueError, match="embedders"):
+        wd.evaluate_checkpoint(workdir, **kwargs, embedders=["mel_stats"])
 
 
 def test_cli_main(fake_workdir, trained_classifier, capsys):

@@ -6,7 +6,7 @@ import pytest
 
 from diffjax.restoration import OPERATORS, get_method, get_operator
 from diffjax.restoration.filters import synthetic_rir
-from diffjax.restoration.operators import signal_to_distortion_db
+from diffjax.restoration.clipping import signal_to_distortion_db
 
 pytestmark = pytest.mark.usefixtures("x64")
 SR = 8000

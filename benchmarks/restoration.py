@@ -41,6 +41,7 @@ flags.DEFINE_string("workdir", None, "trained audio model for the audio table (s
 flags.DEFINE_string("audio_sampler", "heun", "sampler for the audio table")
 flags.DEFINE_integer("audio_nfe", 35, "NFE budget for the audio table")
 flags.DEFINE_integer("num_clips", 4, "eval clips for the audio table")
+flags.DEFINE_list("tasks", None, "audio tasks (default: all of restoration.tasks.EVAL_TASKS)")
 flags.DEFINE_string("update_doc", None, "markdown file whose tables are refreshed")
 
 NUM = 512
@@ -87,7 +88,7 @@ def audio_rows() -> list[dict]:
     from diffjax.data import get_dataset
     from diffjax.factory import kwargs_of
     from diffjax.restoration import evaluation
-    from diffjax.restoration.tasks import load_model
+    from diffjax.restoration.tasks import EVAL_TASKS, load_model
 
     model = load_model(FLAGS.workdir)
     dataset = get_dataset(model.config.data.name, **kwargs_of(model.config.data)).eval
@@ -96,8 +97,9 @@ def audio_rows() -> list[dict]:
     options["dps"] = {"zeta": 1.0}
     methods = [m for m in FLAGS.methods if m != "sdedit"]
     tic = time.time()
-    rows = evaluation.evaluate(model, clean, methods=methods, sampler=FLAGS.audio_sampler, nfe=FLAGS.audio_nfe,
-                               options=options)
+    tasks = FLAGS.tasks or list(EVAL_TASKS)
+    rows = evaluation.evaluate(model, clean, tasks=tasks, methods=methods, sampler=FLAGS.audio_sampler,
+                               nfe=FLAGS.audio_nfe, options=options)
     for r in rows:
         print(json.dumps({"table": "audio", **r}), flush=True)
     print(json.dumps({"table": "audio", "total_seconds": round(time.time() - tic, 1)}))

@@ -26,6 +26,7 @@ _REGISTRIES = [
     ("diffjax.restoration", "METHODS"),
     ("diffjax.models", "MODELS"),
     ("diffjax.audio", "CODECS"),
+    ("diffjax.evaluation", "EMBEDDERS"),
     ("diffjax.data", "DATASETS"),
 ]
 

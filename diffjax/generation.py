@@ -10,10 +10,13 @@ whatever the batch size or device count; the batch is sharded over the mesh's de
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from diffjax import factory, guidance, sampling
@@ -74,6 +77,36 @@ def _resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], d
     return default if num_steps is None else num_steps
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_sampler(config_json: str, sampler: str, grid: str, steps: int, options: tuple,
+                      cfg_scale, conditional: bool, sdedit_strength, mesh):
+    """The jitted `run(params, x_init, keys, labels, guide) -> latent`, built once per setting (so
+    repeated calls, e.g. chunked evaluation, compile once) and the grid's first level."""
+    from diffjax.training import parallel
+
+    config = ml_collections.ConfigDict(json.loads(config_json))
+    process = factory.build_process(config)
+    sigmas = sampling.grid_for_process(process, grid, steps)
+    model, pc = factory.build_model(config), factory.build_precond(config, process)
+    sample, options = sampling.get_sampler(sampler), dict(options)
+
+    def run(params, x_init, keys, labels, guide):
+        denoiser = make_sampling_denoiser(config, params, labels=labels, cfg_scale=cfg_scale,
+                                          model=model, pc=pc)
+        if guide is None:
+            return sample(denoiser, x_init, sigmas, key=keys, **options)
+        from diffjax.restoration import get_method, get_operator
+
+        return get_method("sdedit")(denoiser, get_operator("identity"), guide, x_init, sigmas, key=keys,
+                                    sampler=sampler, sampler_options=options, strength=sdedit_strength,
+                                    guide=guide)
+
+    sharded, replicated = parallel.batch_sharding(mesh), parallel.replicated_sharding(mesh)
+    optional = sharded if conditional else None
+    in_shardings = (replicated, sharded, sharded, optional, sharded if sdedit_strength is not None else None)
+    return jax.jit(run, in_shardings=in_shardings, out_shardings=replicated), float(sigmas[0])
+
+
 def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = None,
              nfe: Optional[int] = None, num_steps: Optional[int] = None, grid: Optional[str] = None,
              labels: Optional[Sequence[int]] = None, cfg_scale: Optional[float] = None,
@@ -99,42 +132,25 @@ def generate(config, params, *, seeds: Sequence[int], sampler: Optional[str] = N
     sampler = sampler or config.sampling.sampler
     grid = grid or config.sampling.grid
     steps = _resolve_steps(sampler, nfe, num_steps, config.sampling.num_steps)
-    process = factory.build_process(config)
-    sigmas = sampling.grid_for_process(process, grid, steps)
     seeds = tuple(int(s) for s in seeds)
-    shape = example_shape(config, dataset)
-    model = factory.build_model(config)
-    pc = factory.build_precond(config, process)
-    sample = sampling.get_sampler(sampler)
     options = dict(sampler_options or {})
-
-    def run(params, x_init, keys, labels, guide):
-        denoiser = make_sampling_denoiser(config, params, labels=labels, cfg_scale=cfg_scale,
-                                          model=model, pc=pc)
-        if guide is None:
-            return sample(denoiser, x_init, sigmas, key=keys, **options)
-        from diffjax.restoration import get_method, get_operator
-
-        return get_method("sdedit")(denoiser, get_operator("identity"), guide, x_init, sigmas, key=keys,
-                                    sampler=sampler, sampler_options=options, strength=strength,
-                                    guide=guide)
-
     if mesh is None:
         local = jax.local_device_count()
         mesh = parallel.make_mesh(local if len(seeds) % local == 0 else 1, local=True)
-    x_init = sampling.initial_noise(np.asarray(seeds), shape, float(sigmas[0]))
-    keys = sampling.seed_keys(np.asarray(seeds))
     label_array = None if labels is None else jnp.asarray(labels, jnp.int32)
-    sharded, replicated = parallel.batch_sharding(mesh), parallel.replicated_sharding(mesh)
     guide = None
     if init is not None:
         init = np.asarray(init, np.float32)
         if init.shape[0] != len(seeds):
             raise ValueError(f"init has {init.shape[0]} examples for {len(seeds)} seeds")
         guide = build_codec(config).encode(jnp.asarray(init)) if is_audio(config) else jnp.asarray(init)
-    optional = lambda a: None if a is None else sharded
-    latent = jax.jit(run, in_shardings=(replicated, sharded, sharded, optional(label_array), optional(guide)),
-                     out_shardings=replicated)(params, x_init, keys, label_array, guide)
+    run, sigma_max = _compiled_sampler(
+        config.to_json(), sampler, grid, steps, tuple(sorted(options.items())), cfg_scale,
+        label_array is not None, None if guide is None else float(strength), mesh)
+    shape = example_shape(config, dataset)
+    x_init = sampling.initial_noise(np.asarray(seeds), shape, sigma_max)
+    keys = sampling.seed_keys(np.asarray(seeds))
+    latent = run(params, x_init, keys, label_array, guide)
     if is_audio(config):
         dataset = factory.build_dataset(config) if dataset is None else dataset
         audio = build_codec(config).decode(latent, dataset.length)

@@ -13,7 +13,7 @@ Curricula `N(k)` over training steps `k = 0..K-1`:
 
     'ct'   (Song et al. 2023, App. C, eq. 36 with s0=2, s1=150):
            N(k) = ceil(sqrt(k/K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1
-           and the adaptive target decay  mu(k) = exp(s0 log(mu0) / (N(k) - 1))
+           and the adaptive target decay  mu(k) = exp(s0 log(mu0) / N(k))
     'ict'  (Song & Dhariwal 2023, sec. 3.4, eq. 7 with s0=10, s1=1280):
            N(k) = min(s0 2^floor(k/K'), s1) + 1,  K' = floor(K / (log2 floor(s1/s0) + 1))
            and the target decay mu = 0 (the target is the stop-gradient of the online network)
@@ -122,9 +122,9 @@ class CT:
         return self.s1 + 1
 
     def target_decay(self, step: Array, total_steps: int) -> Array:
-        """`mu(k) = exp(s0 log mu0 / (N(k) - 1))`."""
-        intervals = (self.num_scales_at(step, total_steps) - 1).astype(jnp.float32)
-        return jnp.exp(self.s0 * math.log(self.mu0) / intervals)
+        """`mu(k) = exp(s0 log mu0 / N(k))` (App. C; openai/consistency_models divides by N(k) - 1)."""
+        scales = self.num_scales_at(step, total_steps).astype(jnp.float32)
+        return jnp.exp(self.s0 * math.log(self.mu0) / scales)
 
 
 @CURRICULA.register("ict")

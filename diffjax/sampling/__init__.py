@@ -14,3 +14,4 @@ from diffjax.sampling.samplers import (SAMPLER_INFO, SAMPLERS, get_sampler, nfe,
 from diffjax.sampling import ode, multistep, ancestral, sde_samplers, adaptive  # noqa: F401,E402
 from diffjax.sampling.sde_samplers import CORRECTORS, PREDICTORS  # noqa: F401,E402
 from diffjax.sampling.adaptive import ODE_SOLVERS  # noqa: F401,E402
+from diffjax.distillation import sampler as _consistency  # noqa: F401,E402  ('consistency', 'nested_karras')

@@ -82,10 +82,18 @@ def _langevin(x, ctx, n_steps: int, step_size):
 @CORRECTORS.register("langevin")
 def langevin_correct(x, ctx, *, snr, n_steps):
     """Langevin corrector with a target signal-to-noise ratio (Song et al. 2021, Alg. 4):
-    `eps = 2 (snr ||z|| / ||score||)^2`. Norms are per example (score_sde averages them over the
-    batch, which would make a sample depend on its batch)."""
-    return _langevin(x, ctx, n_steps,
-                     lambda score, z: 2.0 * (snr * per_example_norm(z) / per_example_norm(score)) ** 2)
+    `eps = 2 (snr ||z|| / ||score||)^2`, the norms averaged over the batch as in score_sde.
+
+    The batch average matters: with per-example norms the step size depends on the state and on
+    the very noise it scales, and the chain no longer leaves `p_sigma` invariant (measured on a
+    16-D Gaussian: +10-25% std after 200 steps, against < 2% with batch norms). This one scalar is
+    therefore shared by the batch, the only place where a sample depends on the other examples;
+    `annealed_langevin` is the batch-independent alternative.
+    """
+    def step_size(score, z):
+        return 2.0 * (snr * jnp.mean(per_example_norm(z)) / jnp.mean(per_example_norm(score))) ** 2
+
+    return _langevin(x, ctx, n_steps, step_size)
 
 
 @CORRECTORS.register("annealed_langevin")

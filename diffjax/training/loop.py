@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from diffjax import factory, generation
+from diffjax import distillation, factory, generation
 from diffjax.precond import flax_net_fn, make_denoiser
 from diffjax.training import checkpoint, evaluation, parallel
 from diffjax.training.state import (TrainState, build_optimizer, ema_decay, learning_rate_schedule,
@@ -158,6 +158,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                        process_index=jax.process_index(), process_count=jax.process_count()))
     example = codec.encode(example) if codec is not None else example
     params = factory.init_params(model, example, jax.random.PRNGKey(seed))
+    # Few-step students (diffjax.distillation): CD, CT, progressive distillation.
+    distill = (distillation.make_objective(config, model=model, process=process, pc=pc, codec=codec,
+                                           dataset=dataset) if "distill" in config else None)
+    if distill is not None:
+        params = distill.init_params(params)
     tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
     schedule = learning_rate_schedule(**factory.kwargs_of(
         config.optim, "b1", "b2", "eps", "weight_decay", "grad_clip", "accumulate_steps"))
@@ -174,7 +179,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     loss_fn = make_loss_fn(model, pc, loss, codec=codec, num_classes=int(config.model.get("num_classes", 0)),
                            label_dropout=train.label_dropout)
-    step_fn = make_multi_step(make_train_step(loss_fn, decays), k)
+    train_step = make_train_step(loss_fn, decays) if distill is None else distill.make_train_step(decays)
+    step_fn = make_multi_step(train_step, k)
     train_steps = parallel.jit_data_parallel(step_fn, mesh, stacked=True)
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     base_key = jax.random.PRNGKey(seed)

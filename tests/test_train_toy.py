@@ -25,17 +25,18 @@ def _short_config():
 
 
 def test_short_training_recovers_the_mixture_modes(tmp_path):
-    """Measured after 1000 steps with 50 Euler steps: energy distance 0.003 and 89% of samples within
-    3 stds of a mode. References: exact samples score ED ~0.003 between two draws of 1000 and 98.9%
-    near a mode; the exact denoiser with the same sampler 97%; a mode-less fit (one Gaussian with the
-    data's std) ED ~0.04 and ~27%. The thresholds separate mode recovery from a blob with margin."""
+    """Measured after 1000 steps with 50 Euler steps, over seeds 0, 1, 2: energy distance 0.012,
+    0.006, 0.005 and 81%, 81%, 85% of samples within 3 stds of a mode. References: exact samples
+    score ED ~0.003 between two draws of 1000 and 98.9% near a mode; the exact denoiser with the
+    same sampler 97%; a mode-less fit (one Gaussian with the data's std) ED ~0.04 and ~27%. The
+    thresholds sit between the seed spread and the mode-less fit."""
     results = train_and_evaluate(_short_config(), str(tmp_path))
     mixture = toy.gmm()
     blob = 0.71 * jax.random.normal(jax.random.PRNGKey(5), (1000, 2))
     blob_distance = float(toy.energy_distance(blob, mixture.sample(jax.random.PRNGKey(6), 1000)))
     blob_near = toy.mode_statistics(blob, mixture)["near_mode_fraction"]
-    assert results["energy_distance"] < 0.01 < 0.025 < blob_distance
-    assert results["near_mode_fraction"] > 0.8 > 0.4 > blob_near
+    assert results["energy_distance"] < 0.02 < 0.03 < blob_distance
+    assert results["near_mode_fraction"] > 0.7 > 0.4 > blob_near
     assert results["min_share_ratio"] > 0.6  # no mode lost or starved
     assert (tmp_path / "samples.png").exists() and (tmp_path / "eval.json").exists()
 

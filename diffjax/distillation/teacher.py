@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any, Callable, Optional
 
 import jax
@@ -113,8 +114,6 @@ def load_teacher(workdir: str, student_config, *, ema_index: int = 0, step: Opti
     Raises a FileNotFoundError that names what is missing (the workdir, its config.json or its
     checkpoints), and a ValueError for a teacher with another process or data (`check_compatible`).
     """
-    import os
-
     from diffjax import generation
     from diffjax.training import checkpoint
 

@@ -80,9 +80,10 @@ class Objective:
         the slot passed to the loss and its decay set by the method."""
         decays = tuple(float(d) for d in decays)
         if self.uses_slot and len(decays) < 2:
-            raise ValueError(f"distill.kind={self.kind!r} keeps its {'round teacher' if self.kind == 'progressive' else 'target network'} "
-                             "in the last EMA of training.ema_halflife_examples: list two half-lives "
-                             f"(the sampling EMA first), got {len(decays)}")
+            what = "round teacher" if self.kind == "progressive" else "target network"
+            raise ValueError(f"distill.kind={self.kind!r} keeps its {what} in the last EMA of "
+                             "training.ema_halflife_examples: list two half-lives (the sampling EMA "
+                             f"first), got {len(decays)}")
 
         def slot_loss(params, batch, key):
             return self.loss(params, batch["slot"], self.encode(batch["data"]), key, batch["step"])
@@ -140,8 +141,10 @@ def _encoder(codec):
 
 
 def _distance(d, codec, dataset):
+    from diffjax.audio.codecs import Waveform
+
     distance = get_distance(d.get("distance", "l2"), **_kwargs(d, "distance_kwargs"))
-    if not distance.needs_waveform or codec is None or type(codec).__name__ == "Waveform":
+    if not distance.needs_waveform or codec is None or isinstance(codec, Waveform):
         return distance
     length = dataset.length
     return lambda x, y: distance(codec.decode(x, length), codec.decode(y, length))
@@ -172,7 +175,8 @@ def make_objective(config, *, model, process, pc, codec=None, dataset=None) -> O
     total = int(config.training.num_steps)
     loss = ConsistencyLoss(
         sigma_min=sigma_min, sigma_max=sigma_max, curriculum=curriculum, total_steps=total,
-        level_sampling=get_level_sampling(d.get("level_sampling", "uniform"), **_kwargs(d, "level_sampling_kwargs")),
+        level_sampling=get_level_sampling(d.get("level_sampling", "uniform"),
+                                          **_kwargs(d, "level_sampling_kwargs")),
         distance=_distance(d, codec, dataset), weighting=get_pair_weighting(d.get("weighting", "uniform")),
         teacher=teacher, teacher_step=None if teacher is None else solver_step(d.get("teacher_sampler", "heun")))
 

@@ -89,7 +89,7 @@ def _dpmpp_multistep(name: str, order: int, eta: float, doc: str):
             d1, d2 = lambda_derivatives(denoised, history, lambdas, ctx.i, order)
             z = ctx.noise(x) if noisy else None
             x_next = dpmpp_update(x, denoised, ctx.sigma, ctx.sigma_next, d1=d1, d2=d2, eta=eta, z=z,
-                                  s_noise=s_noise)
+                                  s_noise=s_noise, midpoint=order == 2)
             return x_next, denoised, (_push(history, denoised), lambdas)
 
         lam0 = -jnp.log(jnp.asarray(sigmas[0], x_init.dtype))
@@ -105,7 +105,8 @@ def _dpmpp_multistep(name: str, order: int, eta: float, doc: str):
 
 sample_dpmpp_2m = _dpmpp_multistep("dpmpp_2m", 2, 0.0, """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2).
 
-    `D'` from the last two `D` values, integrated exactly: `x_next = e^{-h} x + c0 D + c1 D'`. NFE = N.
+    `x_next = e^{-h} x + c0 ((1 + 1/2r) D - 1/2r D_prev)`, `r = h_prev / h`, i.e. the divided
+    difference `D'` weighted by `c0 h / 2` (the paper's form, identical to k-diffusion's). NFE = N.
     """)
 sample_dpmpp_3m = _dpmpp_multistep("dpmpp_3m", 3, 0.0, """DPM-Solver++(3M) (Lu et al. 2022b, App. B).
 
@@ -114,7 +115,7 @@ sample_dpmpp_3m = _dpmpp_multistep("dpmpp_3m", 3, 0.0, """DPM-Solver++(3M) (Lu e
     `c2 D''/2`, which is only 2nd order; see docs/samplers.md). NFE = N.
     """)
 sample_dpmpp_2m_sde = _dpmpp_multistep("dpmpp_2m_sde", 2, 1.0, """DPM-Solver++(2M) SDE (Lu et al. 2022b,
-    App. D; k-diffusion `sample_dpmpp_2m_sde`, "heun" form). `eta = 1` solves the reverse SDE,
+    App. D; k-diffusion `sample_dpmpp_2m_sde`, "midpoint" form). `eta = 1` solves the reverse SDE,
     `eta = 0` is dpmpp_2m. Independent Gaussian noise per step. NFE = N.
     """)
 sample_dpmpp_3m_sde = _dpmpp_multistep("dpmpp_3m_sde", 3, 1.0, """DPM-Solver++(3M) SDE: dpmpp_3m's

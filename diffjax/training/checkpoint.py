@@ -56,7 +56,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def abstract_items(config) -> dict:
+def abstract_items(config, *, with_opt_state: bool = True) -> dict:
     """Shapes and dtypes of a checkpoint of `config`, placed on this host's first device, so any
     checkpoint (also one saved by several hosts) restores on one host."""
     from diffjax import factory, generation
@@ -67,8 +67,9 @@ def abstract_items(config) -> dict:
     params = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,)))["params"], example)
     tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
     items = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
-             "ema_params": tuple(params for _ in config.training.ema_halflife_examples),
-             "opt_state": jax.eval_shape(tx.init, params)}
+             "ema_params": tuple(params for _ in config.training.ema_halflife_examples)}
+    if with_opt_state:
+        items["opt_state"] = jax.eval_shape(tx.init, params)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), items)
 
@@ -81,6 +82,7 @@ def load_for_sampling(workdir: str, *, step: Optional[int] = None, ema_index: in
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first "
                                 "(experiments/train.py --workdir ...)")
-    items = manager.restore(step, args=ocp.args.StandardRestore(abstract_items(config)))
+    target = abstract_items(config, with_opt_state=False)  # weights only; the optimiser is not needed
+    items = manager.restore(step, args=ocp.args.StandardRestore(target, strict=False))
     params = items["params"] if ema_index < 0 else items["ema_params"][ema_index]
     return config, params, step

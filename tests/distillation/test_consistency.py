@@ -121,14 +121,15 @@ def test_cd_on_a_mixture_lands_near_the_teacher_samples(mixture):
 
 def test_ict_without_a_teacher_learns_the_mixture(mixture):
     """Improved consistency training (no teacher): pseudo-Huber, log-normal pairs, 1/(gap) weighting,
-    N doubling from 11 to 1281, mu = 0. Measured (1200 steps): 1-step error to the exact teacher's
-    ODE samples 0.25, energy distance 0.03 (untrained 0.7)."""
-    steps = 1200
+    N doubling from 11 to 1281, mu = 0. Measured (2000 steps, batch 256, lr 2e-3): 1-step error to
+    the exact teacher's ODE samples 0.16-0.23, energy distance 0.009-0.03 for 1 step and 0.02 for 2
+    steps (untrained 1.0, 0.7 and 0.4). Shorter runs are markedly worse (1200 steps: 0.5 and 0.15)."""
+    steps = 2000
     student = _student(0.71)
     loss = ConsistencyLoss(SIGMA_MIN, SIGMA_MAX, get_curriculum("ict"), steps, get_level_sampling("lognormal"),
                            get_distance("pseudo_huber"), weighting=get_pair_weighting("inverse_gap"))
     params, losses = train(student, _objective(student, loss), mixture, steps=steps, batch=256)
     got = _evaluate(student, params, mixture.denoiser, mixture)
     print("mixture iCT:", got)
-    assert got["err1"] < 0.45
-    assert got["ed1"] < 0.06 and got["ed2"] < 0.06
+    assert got["err1"] < 0.4
+    assert got["ed1"] < 0.08 and got["ed2"] < 0.06

@@ -1,4 +1,4 @@
-"""End to end: experiments/restore.py on a 2-step `:smoke` audio model (tiny UNet1D, 0.125 s clips)."""
+"""End to end: experiments/restore.py on the shared 4-step `:smoke` audio model (tiny UNet1D, 0.125 s clips)."""
 import logging
 import os
 import subprocess
@@ -8,24 +8,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from configs import default
 from diffjax.audio import io
 from diffjax.restoration import cli
 from diffjax.restoration.tasks import load_model
-from diffjax.training import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SR = 16000
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("smoke_model"))
-    config = default.get_config("smoke")
-    config.training.num_steps = 2
-    config.training.checkpoint_every = 2
-    train_and_evaluate(config, path)
-    return path
+def workdir(smoke_audio_workdir):
+    return str(smoke_audio_workdir)
 
 
 @pytest.fixture(scope="module")

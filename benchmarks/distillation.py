@@ -7,7 +7,8 @@ One JSON line per row, and a markdown table refreshed in docs/distillation.md (`
   progressive with 'ddim') at `--student_steps` (1, 2, 4) where its kind allows.
 
 Real-time factor = seconds of audio generated per wall-clock second for a batch of `--num` clips,
-sampling only (compiled once beforehand, median of `--repeats`). Quality: Fréchet distance between
+sampling only (compiled once beforehand, best of `--repeats`: the run least disturbed by other
+processes). Quality: Fréchet distance between
 Gaussian fits of 'mel_stats' embeddings (`diffjax.evaluation`) of the samples and of `--num` clips of
 the teacher's training data, and the mean spectral flatness (`training.evaluation`; ~0.56 for white
 noise, near 0 for tones).
@@ -41,7 +42,7 @@ flags.DEFINE_string("teacher_sampler", "dpmpp_2m", "the teacher's sampler")
 flags.DEFINE_list("teacher_nfes", ["10", "20", "50"], "the teacher's NFE budgets")
 flags.DEFINE_list("student_steps", ["1", "2", "4"], "the students' steps (= NFE)")
 flags.DEFINE_integer("num", 32, "clips per row")
-flags.DEFINE_integer("repeats", 3, "timed runs per row (median)")
+flags.DEFINE_integer("repeats", 3, "timed runs per row (the fastest counts)")
 flags.DEFINE_integer("quick", 0, "> 0: train a teacher for this many steps, then a CD student "
                      "(--quick_student steps) under --workroot, and benchmark those")
 flags.DEFINE_integer("quick_student", 0, "CD steps in --quick mode (default: quick // 2)")
@@ -98,7 +99,7 @@ def measure(name: str, workdir: str, sampler: str, steps: int, grid: str, refere
         tic = time.perf_counter()
         audio = np.asarray(run())
         walls.append(time.perf_counter() - tic)
-    wall = float(np.median(walls))
+    wall = float(np.min(walls))
     seconds = FLAGS.num * dataset.length / dataset.sample_rate
     features = embed_all(embedder, audio)["embedding"]
     return {"model": name, "workdir": workdir, "train_steps": int(step), "sampler": sampler, "grid": grid,

@@ -12,14 +12,13 @@ Writes `<workdir>/eval/<tag>/results.json` and `results.md` (a README-ready tabl
 to `<workdir>/eval/results.jsonl`. An interrupted evaluation resumes from its saved chunks.
 """
 import json
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 
 import diffjax.audio  # noqa: E402,F401  (registers the audio datasets)
 from diffjax.evaluation import report, workdir as wd  # noqa: E402
@@ -69,11 +68,7 @@ def evaluate_step(step):
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
-    log = logging.getLogger("diffjax")
-    log.setLevel(logging.INFO)
-    log.addHandler(logging.StreamHandler())
-    log.propagate = False
+    setup_logging()
     if not FLAGS.watch:
         print(json.dumps(evaluate_step(FLAGS.step), indent=1, sort_keys=True))
         return

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 
 from diffjax.likelihood.evaluate import EvalSpec, evaluate_checkpoint  # noqa: E402
 
@@ -48,7 +48,7 @@ _LIKELIHOOD_FLAGS = ("divergence", "num_probes", "probe", "solver", "stepsize", 
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    setup_logging()
     spec = EvalSpec(split=FLAGS.split, num_examples=FLAGS.num_examples, batch_size=FLAGS.batch_size,
                     quantiser=FLAGS.quantiser, elbo_samples=FLAGS.elbo_samples, seed=FLAGS.seed,
                     step=FLAGS.step, ema_index=FLAGS.ema_index,

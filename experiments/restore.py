@@ -14,14 +14,13 @@
 Writes the restored wav (never over the input), `<out>.png` (before/after spectrograms) and, when
 simulating, `<out stem>.degraded.wav`. Flags accept dashes too (`--clip-sdr 3`).
 """
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir of the model (config.json + checkpoints).")
@@ -81,11 +80,7 @@ def _operator_params():
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
-    log = logging.getLogger("diffjax")
-    log.setLevel(logging.INFO)
-    log.addHandler(logging.StreamHandler())
-    log.propagate = False
+    setup_logging()
     from diffjax.restoration import cli
     from diffjax.restoration.tasks import load_model
 

@@ -7,14 +7,13 @@
 Writes wav files, a PNG grid of spectrograms and a JSON (sampler, NFE, seeds, wall time, real-time
 factor) to --out (default <workdir>/samples/<sampler>_nfe<N>).
 """
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 
 from diffjax.sample_job import SampleRequest, run_sample_request  # noqa: E402
 
@@ -37,9 +36,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("diffjax").setLevel(logging.INFO)
-    logging.getLogger("diffjax").addHandler(logging.StreamHandler())
+    setup_logging()
     request = SampleRequest(workdir=FLAGS.workdir, sampler=FLAGS.sampler, grid=FLAGS.grid, nfe=FLAGS.nfe,
                             num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch, label=FLAGS["class"].value,
                             cfg_scale=FLAGS.cfg, init=FLAGS.init, strength=FLAGS.strength,

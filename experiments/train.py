@@ -5,14 +5,13 @@
 Multi-host: run one process per host with --coordinator=HOST:PORT --num_processes=N --process_id=I
 (or the DIFFJAX_* environment variables; DIFFJAX_DISTRIBUTED=auto on TPU pods / SLURM).
 """
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from diffjax.training import parallel, train_and_evaluate  # noqa: E402
@@ -29,11 +28,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    log = logging.getLogger("diffjax")
-    log.setLevel(logging.INFO)
-    log.addHandler(logging.StreamHandler())
-    log.propagate = False
+    setup_logging()
     parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     print(results)

@@ -6,14 +6,13 @@
 Prints and writes `<workdir>/classifier_eval.json`: accuracy on the held-out split, per class.
 """
 import json
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 import diffjax.audio  # noqa: E402,F401  (registers the audio datasets)
@@ -28,11 +27,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    log = logging.getLogger("diffjax")
-    log.setLevel(logging.INFO)
-    log.addHandler(logging.StreamHandler())
-    log.propagate = False
+    setup_logging()
     print(json.dumps(train_classifier(FLAGS.config, FLAGS.workdir), indent=1))
 
 

@@ -32,7 +32,7 @@ from diffjax.sde import expand_to
 
 Array = jax.Array
 Denoiser = Callable[[Array, Array], Array]
-TeacherStep = Callable[[Denoiser, Array, Array, Array], Array]  # (D, x, sigma, sigma_next) -> x_next
+TeacherStep = Callable[..., Array]  # (D, x, sigma, sigma_next, *, to_zero=False) -> x_next
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +140,7 @@ class ProgressiveLoss:
                                                                                  round_index))
         x = x0 + expand_to(sigma, x0) * jax.random.normal(key_z, x0.shape, x0.dtype)
         x_mid = self.teacher_step(teacher, x, sigma, sigma_mid)
-        x_teacher = self.teacher_step(teacher, x_mid, sigma_mid, sigma_next)
+        x_teacher = self.teacher_step(teacher, x_mid, sigma_mid, sigma_next, to_zero=True)
         goal = jax.lax.stop_gradient(ddim_target(x, x_teacher, sigma, sigma_next))
         err = jnp.mean((student(x, sigma) - goal).reshape(x0.shape[0], -1) ** 2, axis=1)
         return truncated_snr_weight(sigma) * err, sigma

@@ -9,7 +9,8 @@ the grid `[sigma, sigma_next, 0]` with the state doubled along the batch axis,
 
 The saved half is a fixed point of every consistent ODE solver (its derivative `(x - D)/s` is 0),
 the hook stores the state at `sigma_next`, and the step to 0 leaves the saved half untouched. A step
-to `sigma_next = 0` is, like every sampler's last step here, the denoised estimate `D(x, sigma)`.
+to `sigma_next = 0` is, like every sampler's last step here, the denoised estimate `D(x, sigma)`; it
+costs one more call per example, so it is only computed when asked for (`to_zero=True`).
 """
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ def check_deterministic(name: str) -> None:
                          f"a teacher step needs a deterministic fixed-grid sampler: {', '.join(valid)}")
 
 
-def solver_step(name: str, **options) -> Callable[[Denoiser, Array, Array, Array], Array]:
-    """`step(denoiser, x [B, ...], sigma [B], sigma_next [B]) -> x_next [B, ...]`: one step of sampler
-    `name` (e.g. 'euler' = DDIM in the VE view, 'heun' = EDM's Alg. 1) from `sigma` to `sigma_next`."""
+def solver_step(name: str, **options) -> Callable[..., Array]:
+    """`step(denoiser, x [B, ...], sigma [B], sigma_next [B], *, to_zero=False) -> x_next [B, ...]`:
+    one step of sampler `name` (e.g. 'euler' = DDIM in the VE view, 'heun' = EDM's Alg. 1) from
+    `sigma` to `sigma_next`. `sigma_next` must be > 0 unless `to_zero=True`."""
     check_deterministic(name)
     sample = get_sampler(name)
 
-    def one(denoiser, x, sigma, sigma_next):  # one example: x [...], scalar levels
+    def one(denoiser, x, sigma, sigma_next, to_zero):  # one example: x [...], scalar levels
         def doubled(z, level):
             return jnp.concatenate([denoiser(z[:1], level), z[1:]], axis=0)
 
@@ -54,12 +56,14 @@ def solver_step(name: str, **options) -> Callable[[Denoiser, Array, Array, Array
         safe_next = jnp.where(sigma_next > 0, sigma_next, 0.5 * sigma)  # the step to 0 is handled below
         grid = jnp.stack([sigma, safe_next, jnp.zeros_like(sigma)])
         stepped = sample(doubled, jnp.stack([x, x]), grid, hook=keep, **options)[1]
+        if not to_zero:
+            return stepped
         return jnp.where(sigma_next > 0, stepped, denoiser(x[None], sigma)[0])
 
-    def step(denoiser, x, sigma, sigma_next):
+    def step(denoiser, x, sigma, sigma_next, *, to_zero: bool = False):
         sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
         sigma_next = jnp.broadcast_to(jnp.asarray(sigma_next, x.dtype), x.shape[:1])
-        return jax.vmap(lambda a, s, n: one(denoiser, a, s, n))(x, sigma, sigma_next)
+        return jax.vmap(lambda a, s, n: one(denoiser, a, s, n, to_zero))(x, sigma, sigma_next)
 
     return step
 

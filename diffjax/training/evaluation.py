@@ -103,8 +103,8 @@ def log_samples(config, params, writer, step: int, dataset, num: int = 4) -> Non
 
 
 def evaluate(config, dataset, params, workdir: str, writer=None, step: int = 0) -> dict:
-    """Dispatches on the dataset kind; only process 0 evaluates."""
-    if jax.process_index() != 0:
+    """Dispatches on the dataset kind; only process 0 evaluates; `evaluation.num_samples = 0` skips it."""
+    if jax.process_index() != 0 or config.evaluation.num_samples <= 0:
         return {}
     if isinstance(dataset, toy.GaussianMixture):
         results = evaluate_toy(config, dataset, params, workdir)

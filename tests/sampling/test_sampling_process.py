@@ -40,7 +40,7 @@ def test_same_answer_for_every_process(name, mixture):
         np.testing.assert_allclose(via, direct, rtol=1e-8, atol=1e-9, err_msg=process)
 
 
-@pytest.mark.parametrize("name", ["vp", "flow"])
+@pytest.mark.parametrize("name", ["vp", pytest.param("flow", marks=pytest.mark.slow)])
 def test_ve_view_solve_is_the_process_pf_ode(name, mixture):
     """Integrate `dx/dt = f x - g^2 score / 2` (Song et al. 2021, eq. 13) in data space from T to
     t_min with diffrax, and compare `x(t_min) / alpha(t_min)` with the VE-view adaptive solve over

@@ -66,7 +66,7 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
     shutil.copytree(smoke_audio_workdir, tmp_path, dirs_exist_ok=True)  # the shared 4-step model
     config = checkpoint.load_config(str(tmp_path))
     with open(tmp_path / "eval.json") as f:
-        assert json.load(f)["nfe"] == 2 * config.sampling.num_steps - 1  # Heun
+        assert json.load(f)["nfe"] == config.sampling.num_steps  # Euler (the smoke sampler)
     assert os.path.exists(tmp_path / "spectrograms.png")
     _, params_4, step = checkpoint.load_for_sampling(str(tmp_path))
     assert step == 4
@@ -92,7 +92,7 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
 
 
 def test_spectrogram_model_trains_and_decodes_to_waveforms(tmp_path):
-    config, results = _train("configs.spectrogram", tmp_path)
+    config, results = _train("configs.spectrogram", tmp_path, **{"evaluation.num_samples": 0})
     _, params, _ = checkpoint.load_for_sampling(str(tmp_path))
     out = generation.generate(config, params, seeds=[0, 1], sampler="euler", num_steps=3)
     dataset = factory.build_dataset(config)
@@ -101,7 +101,7 @@ def test_spectrogram_model_trains_and_decodes_to_waveforms(tmp_path):
 
 
 def test_conditional_model_samples_a_named_class_with_guidance(tmp_path):
-    _train("configs.conditional", tmp_path)
+    _train("configs.conditional", tmp_path, **{"evaluation.num_samples": 0})
     summary = run_sample_request(SampleRequest(workdir=str(tmp_path), label="bell", cfg_scale=2.0, num=2, nfe=3,
                                                out=str(tmp_path / "bell")))
     assert summary["label"] == 4 and summary["cfg_scale"] == 2.0

@@ -23,6 +23,7 @@ def _config(**training):
     config = toy_gmm.get_config("smoke")
     config.training.log_every = 1
     config.training.checkpoint_every = 1
+    config.evaluation.num_samples = 0  # these tests compare weights; skip the sampling evaluation
     for key, value in training.items():
         config.training[key] = value
     return config
@@ -33,7 +34,7 @@ def _flags(config) -> list[str]:
     t = config.training
     return ["--config", "configs/toy_gmm.py:smoke", f"--config.training.log_every={t.log_every}",
             f"--config.training.checkpoint_every={t.checkpoint_every}",
-            f"--config.training.num_steps={t.num_steps}"]
+            f"--config.training.num_steps={t.num_steps}", "--config.evaluation.num_samples=0"]
 
 
 def _params(workdir):

@@ -83,6 +83,8 @@ def load_for_sampling(workdir: str, *, step: Optional[int] = None, ema_index: in
         raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first "
                                 "(experiments/train.py --workdir ...)")
     target = abstract_items(config, with_opt_state=False)  # weights only; the optimiser is not needed
-    items = manager.restore(step, args=ocp.args.StandardRestore(target, strict=False))
+    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    items = manager.restore(step, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                                              partial_restore=True))
     params = items["params"] if ema_index < 0 else items["ema_params"][ema_index]
     return config, params, step

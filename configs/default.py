@@ -21,7 +21,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.name = "synth_music"
     config.data.sample_rate = 16000  # Hz; explicit, never inferred
     config.data.clip_seconds = 1.0  # length of the rendered clips
-    config.data.crop_seconds = 0.5  # training crops; 8000 samples at 16 kHz
+    config.data.crop_seconds = 0.25  # training crops; 4000 samples at 16 kHz
     config.data.num_train = 512
     config.data.num_eval = 64
     config.data.channels = 1
@@ -62,7 +62,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optim.learning_rate = 2e-3
     config.optim.warmup_steps = 100
     config.optim.decay = "cosine"  # constant | cosine | linear (after warmup)
-    config.optim.decay_steps = 3000
+    config.optim.decay_steps = 600
     config.optim.end_factor = 0.05  # final learning rate / peak
     config.optim.grad_clip = 1.0  # global-norm clipping; 0 disables
     config.optim.weight_decay = 0.0
@@ -71,22 +71,23 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Training loop.
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 16  # global batch, divisible by the number of devices
-    config.training.num_steps = 3000
+    config.training.num_steps = 600  # the quick start: ~10 minutes on 2 CPU cores
     config.training.steps_per_dispatch = 1  # > 1 runs several steps in one lax.scan on device
     config.training.num_devices = 0  # 0: every device of every host
-    config.training.ema_halflife_examples = (5_000.0,)  # one EMA per half-life (EDM); the first samples
+    config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
     config.training.label_dropout = 0.1  # CFG: probability of the null label when num_classes > 0
     config.training.log_every = 100
-    config.training.checkpoint_every = 1000
+    config.training.checkpoint_every = 200
     config.training.keep_last = 3  # checkpoints kept for preemption
     config.training.keep_every = 0  # also keep every N steps (0: off)
-    config.training.sample_every = 1000  # periodic audio samples to TensorBoard (0: off)
+    config.training.sample_every = 300  # periodic audio samples to TensorBoard (0: off)
     config.training.progress_bar = True
 
     # Sampling (diffjax.sampling): used for evaluation and by experiments/sample.py.
     config.sampling = ml_collections.ConfigDict()
     config.sampling.sampler = "heun"
     config.sampling.grid = "karras"
+    config.sampling.grid_options = ml_collections.ConfigDict()  # e.g. rho, sigma_min (see docs/samplers.md)
     config.sampling.num_steps = 25  # noise levels; Heun costs 2 * 25 - 1 = 49 NFE
     config.sampling.cfg_scale = 1.0  # classifier-free guidance for conditional models (1: off)
 

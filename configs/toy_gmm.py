@@ -15,10 +15,17 @@ def get_config(arg: str = ""):
     config.model = ml_collections.ConfigDict(dict(name="mlp", width=128, depth=3, num_classes=0))
     config.precond.sigma_data = 0.71  # sqrt(radius^2 / 2 + std^2) for 8 modes on the unit circle
     config.training.batch_size = 512
+    config.training.num_steps = 2000
+    config.training.checkpoint_every = 1000
+    config.optim.decay_steps = 2000
     config.training.ema_halflife_examples = (50_000.0,)
     config.training.sample_every = 0
-    config.sampling.sampler = "euler"
-    config.sampling.num_steps = 50
+    # The few-step recipe of docs/samplers.md: at NFE 10 its ODE error on this mixture is 14.5x below
+    # k-diffusion's DPM++ 2M on EDM's grid.
+    config.sampling.sampler = "unipc"
+    config.sampling.grid = "polyexponential"
+    config.sampling.grid_options = ml_collections.ConfigDict(dict(rho=1.5, sigma_min=0.02))
+    config.sampling.num_steps = 10
     config.evaluation.num_samples = 2000
     if "smoke" in arg.split(","):
         default.apply_smoke(config)

@@ -86,7 +86,8 @@ def _compiled_sampler(config_json: str, sampler: str, grid: str, steps: int, opt
 
     config = ml_collections.ConfigDict(json.loads(config_json))
     process = factory.build_process(config)
-    sigmas = sampling.grid_for_process(process, grid, steps)
+    grid_options = factory.kwargs_of(config.sampling.grid_options) if "grid_options" in config.sampling else {}
+    sigmas = sampling.grid_for_process(process, grid, steps, **(grid_options if grid == config.sampling.grid else {}))
     model, pc = factory.build_model(config), factory.build_precond(config, process)
     sample, options = sampling.get_sampler(sampler), dict(options)
 

@@ -114,8 +114,8 @@ class GaussianMixture:
         `dx/dsigma = (x - D)/sigma` has solution `mu + (x - mu) sqrt((c^2 + s_to^2)/(c^2 + s_from^2))`.
         """
         self._require_single("ode_map")
-        c2 = self.stds[0] ** 2
-        return self.means[0] + (x - self.means[0]) * jnp.sqrt((c2 + sigma_to**2) / (c2 + sigma_from**2))
+        c2 = self.stds[:1] ** 2  # [1, D]
+        return self.means[:1] + (x - self.means[:1]) * jnp.sqrt((c2 + sigma_to**2) / (c2 + sigma_from**2))
 
     def _require_single(self, what: str) -> None:
         if self.num_classes != 1:

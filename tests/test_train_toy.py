@@ -2,6 +2,7 @@
 
 Resume (SIGKILL, SIGTERM) is tested in tests/training/test_resume_and_parallel.py."""
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -20,7 +21,8 @@ def _short_config():
     config.model.width = 128
     config.model.depth = 2
     config.optim.decay_steps = 1000
-    config.sampling.num_steps = 50
+    config.sampling.sampler, config.sampling.grid, config.sampling.num_steps = "euler", "karras", 50
+    config.sampling.grid_options = ml_collections.ConfigDict()
     config.evaluation.num_samples = 1000
     return config
 

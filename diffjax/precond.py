@@ -216,27 +216,37 @@ class FlowPrecond(AbstractPrecond):
         return dalpha * x0 + dsig * eps
 
 
+@dataclasses.dataclass(frozen=True)
+class AbstractSkipPrecond(AbstractPrecond):
+    """`D = c_skip(s) x~ + c_out(s) F`; subclasses give `skip_out(sigma, x) -> (c_skip, c_out)`."""
+
+    @abc.abstractmethod
+    def skip_out(self, sigma: Array, x: Array) -> tuple[Array, Array]:
+        """`(c_skip, c_out)` shaped to broadcast against `x`."""
+
+    def output_to_x0(self, out, x, sigma):
+        c_skip, c_out = self.skip_out(sigma, x)
+        return c_skip * x + c_out * out
+
+    def target(self, *, x0, eps, sigma):
+        """`(x0 - c_skip x)/c_out`, the effective training target (Karras et al. 2022, eq. 8)."""
+        x = x0 + expand_to(sigma, x0) * eps
+        c_skip, c_out = self.skip_out(sigma, x0)
+        return (x0 - c_skip * x) / c_out
+
+
 @PRECONDS.register("edm")
 @dataclasses.dataclass(frozen=True)
-class EDMPrecond(AbstractPrecond):
+class EDMPrecond(AbstractSkipPrecond):
     """EDM preconditioning (Karras et al. 2022, Table 1 and eq. 7):
 
     `c_skip = sd^2/(s^2+sd^2)`, `c_out = s sd/sqrt(s^2+sd^2)`, `c_in = 1/sqrt(s^2+sd^2)`,
     `c_noise = ln(s)/4`, and `D = c_skip x~ + c_out F`.
     """
 
-    def _skip_out(self, sigma, x):
+    def skip_out(self, sigma, x):
         s, sd = expand_to(sigma, x), self.sigma_data
         return sd**2 / (s**2 + sd**2), s * sd / jnp.sqrt(s**2 + sd**2)
-
-    def output_to_x0(self, out, x, sigma):
-        c_skip, c_out = self._skip_out(sigma, x)
-        return c_skip * x + c_out * out
-
-    def target(self, *, x0, eps, sigma):
-        x = x0 + expand_to(sigma, x0) * eps
-        c_skip, c_out = self._skip_out(sigma, x0)
-        return (x0 - c_skip * x) / c_out
 
 
 def get_precond(name: str, **kwargs) -> AbstractPrecond:

@@ -86,6 +86,13 @@ def _pad(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 # Embedded synthesised music
 # ---------------------------------------------------------------------------------------------
 
+def _check_split_and_channels(split: str, channels) -> None:
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval'; got {split!r}")
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2; got {channels!r}")
+
+
 @DATASETS.register("synth_music")
 @dataclasses.dataclass(frozen=True)
 class SynthMusic:
@@ -106,10 +113,7 @@ class SynthMusic:
     split: str = "train"
 
     def __post_init__(self):
-        if self.split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval'; got {self.split!r}")
-        if self.channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2; got {self.channels!r}")
+        _check_split_and_channels(self.split, self.channels)
 
     @functools.cached_property
     def _data(self) -> dict[str, np.ndarray]:
@@ -235,10 +239,7 @@ class AudioFolder:
     split: str = "train"
 
     def __post_init__(self):
-        if self.split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval'; got {self.split!r}")
-        if self.channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2; got {self.channels!r}")
+        _check_split_and_channels(self.split, self.channels)
 
     @functools.cached_property
     def _manifest(self) -> dict:

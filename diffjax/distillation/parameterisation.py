@@ -23,7 +23,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from diffjax.precond import PRECONDS, AbstractPrecond
+from diffjax.precond import PRECONDS, AbstractSkipPrecond
 from diffjax.sde import expand_to
 
 Array = jax.Array
@@ -31,7 +31,7 @@ Array = jax.Array
 
 @PRECONDS.register("consistency")
 @dataclasses.dataclass(frozen=True)
-class ConsistencyPrecond(AbstractPrecond):
+class ConsistencyPrecond(AbstractSkipPrecond):
     """Boundary-respecting scalings of consistency models (Song et al. 2023, App. C).
 
     Attributes:
@@ -58,12 +58,3 @@ class ConsistencyPrecond(AbstractPrecond):
         s, sd, s_min = expand_to(sigma, x), self.sigma_data, self.boundary
         return sd**2 / ((s - s_min) ** 2 + sd**2), sd * (s - s_min) / jnp.sqrt(sd**2 + s**2)
 
-    def output_to_x0(self, out, x, sigma):
-        c_skip, c_out = self.skip_out(sigma, x)
-        return c_skip * x + c_out * out
-
-    def target(self, *, x0, eps, sigma):
-        """`(x0 - c_skip x)/c_out`, EDM's effective target; undefined at `sigma_min` (`c_out = 0`)."""
-        x = x0 + expand_to(sigma, x0) * eps
-        c_skip, c_out = self.skip_out(sigma, x0)
-        return (x0 - c_skip * x) / c_out

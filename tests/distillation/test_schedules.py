@@ -107,7 +107,7 @@ def test_boundary_condition_is_exact_identity():
     np.testing.assert_array_equal(np.asarray(c_skip[0]), 1.0)
     np.testing.assert_array_equal(np.asarray(c_out[0]), 0.0)
     edm = precond.get_precond("edm", sigma_data=0.5)  # far from the boundary it approaches EDM's
-    np.testing.assert_allclose(c_skip[2:, 0], edm._skip_out(jnp.array([80.0]), jnp.zeros((1, 1)))[0][:, 0],
+    np.testing.assert_allclose(c_skip[2:, 0], edm.skip_out(jnp.array([80.0]), jnp.zeros((1, 1)))[0][:, 0],
                                rtol=1e-3)
     with pytest.raises(ValueError, match="sigma_min must be > 0"):
         ConsistencyPrecond(sigma_min=0.0)

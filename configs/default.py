@@ -25,6 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.num_train = 512
     config.data.num_eval = 64
     config.data.channels = 1
+    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered data; None: ~/.cache/diffjax
 
     # Representation the model works in: waveform | complex_stft (diffjax.audio.codecs).
     config.codec = ml_collections.ConfigDict()

@@ -18,6 +18,7 @@ def get_config(arg: str = ""):
     config.training.num_steps = 2000
     config.training.checkpoint_every = 1000
     config.optim.decay_steps = 2000
+    config.optim.learning_rate = 2e-3
     config.training.ema_halflife_examples = (50_000.0,)
     config.training.sample_every = 0
     # The few-step recipe of docs/samplers.md: at NFE 10 its ODE error on this mixture is 14.5x below

@@ -1,4 +1,9 @@
-"""The shared base of the SDE ablation configs (configs/sde/<process>.py)."""
+"""The shared base of the SDE ablation configs (configs/sde/<process>.py).
+
+Only the process changes between them: noise levels are drawn uniformly in the process's time and
+sampling uses a grid uniform in that time, so the schedule, the effective training weighting and
+the time grid follow the process, and nothing else does (DESIGN.md).
+"""
 from configs import default
 
 

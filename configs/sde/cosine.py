@@ -1,13 +1,9 @@
-"""SDE ablation: the quick-start data and network with the 'cosine' process.
-
-Only the process changes between configs/sde/*.py: noise levels are drawn uniformly in the
-process's time and sampling uses a grid uniform in that time, so the schedule, the effective
-training weighting and the time grid follow the process, and nothing else does.
+"""SDE ablation with the 'cosine' process (see configs/sde/common.py).
 
     python experiments/train.py --config configs/sde/cosine.py --workdir runs/sde_cosine
 """
-from configs.sde import common
+from configs.sde.common import ablation_config as _ablation
 
 
 def get_config(arg: str = ""):
-    return common.ablation_config("cosine", arg)
+    return _ablation("cosine", arg)

@@ -1,13 +1,9 @@
-"""SDE ablation: the quick-start data and network with the 'edm' process.
-
-Only the process changes between configs/sde/*.py: noise levels are drawn uniformly in the
-process's time and sampling uses a grid uniform in that time, so the schedule, the effective
-training weighting and the time grid follow the process, and nothing else does.
+"""SDE ablation with the 'edm' process (see configs/sde/common.py).
 
     python experiments/train.py --config configs/sde/edm.py --workdir runs/sde_edm
 """
-from configs.sde import common
+from configs.sde.common import ablation_config as _ablation
 
 
 def get_config(arg: str = ""):
-    return common.ablation_config("edm", arg)
+    return _ablation("edm", arg)

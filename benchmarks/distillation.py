@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from diffjax import factory, generation, sampling  # noqa: E402
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder, report  # noqa: E402
 from diffjax.training import checkpoint  # noqa: E402
-from diffjax.training.evaluation import spectral_flatness  # noqa: E402
+from diffjax.evaluation.musicality import spectral_flatness  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher", "runs/default", "teacher workdir")

@@ -24,6 +24,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.clip_seconds = 1.0
     config.data.num_train = 4096  # renders in ~20 s once, then cached; more clips = less overfit
     config.data.num_eval = 512    # held-out clips for the reported accuracy
+    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # folder: manifest cache
+    # name = "folder" (diffjax.audio.datasets.AudioFolder): the audio directory, and labels from its
+    # top-level sub-folders. Keys a dataset does not take are ignored, so one section serves all.
+    config.data.root = ml_collections.config_dict.placeholder(str)
+    config.data.labels_from_dirs = False
 
     # Network (AudioClassifier kwargs; num_classes and sample_rate come from the data).
     config.classifier = ml_collections.ConfigDict()

@@ -26,6 +26,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.num_eval = 64
     config.data.channels = 1
     config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered data; None: ~/.cache/diffjax
+    # A subset of synth.INSTRUMENTS, e.g. ("flute", "clarinet", "brass", "pluck", "bell", "epiano")
+    # for pitched music only; None: all nine.
+    config.data.instruments = ml_collections.config_dict.placeholder(tuple)
+    # name = "folder" (diffjax.audio.datasets.AudioFolder): the audio directory, and labels from its
+    # top-level sub-folders. Keys a dataset does not take are ignored, so one section serves all.
+    config.data.root = ml_collections.config_dict.placeholder(str)
+    config.data.labels_from_dirs = False
 
     # Representation the model works in: waveform | complex_stft (diffjax.audio.codecs).
     config.codec = ml_collections.ConfigDict()

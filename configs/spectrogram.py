@@ -13,7 +13,7 @@ def get_config(arg: str = ""):
     config.codec.hop = 128
     config.model.name = "unet2d"
     config.model.size = "small"
-    config.precond.sigma_data = 0.5  # compressed STFT RMS: experiments/estimate_sigma_data.py
+    config.precond.sigma_data = 0.17  # compressed STFT RMS (0.165): experiments/estimate_sigma_data.py
     if "smoke" in arg.split(","):
         default.apply_smoke(config)
     return config

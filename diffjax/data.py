@@ -12,8 +12,13 @@ DATASETS = Registry("dataset")
 _PROVIDERS = ("diffjax.toy", "diffjax.audio")  # importing these registers their datasets
 
 
-def get_dataset(name: str, **kwargs):
-    """Builds the dataset registered as `name` with its constructor keyword arguments."""
+def dataset_builder(name: str):
+    """The constructor registered as `name` (an unknown name lists the valid ones)."""
     for module in _PROVIDERS:
         importlib.import_module(module)
-    return DATASETS.get(name)(**kwargs)
+    return DATASETS.get(name)
+
+
+def get_dataset(name: str, **kwargs):
+    """Builds the dataset registered as `name` with its constructor keyword arguments."""
+    return dataset_builder(name)(**kwargs)

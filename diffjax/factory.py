@@ -38,7 +38,15 @@ def build_loss(config, process, pc) -> losses.DenoisingLoss:
 
 
 def build_dataset(config):
-    return data_lib.get_dataset(config.data.name, **kwargs_of(config.data))
+    """`config.data.name` with the section's keys that dataset takes. One data section serves
+    every dataset (synth_music's `num_train`, folder's `root`, ...), so `--config.data.name=folder
+    --config.data.root=DIR` switches datasets; keys the chosen dataset does not take are ignored."""
+    import inspect
+
+    builder = data_lib.dataset_builder(config.data.name)
+    accepted = inspect.signature(builder).parameters
+    kwargs = {k: v for k, v in kwargs_of(config.data).items() if k in accepted}
+    return builder(**kwargs)
 
 
 def init_params(model, example: jax.Array, key: jax.Array, cond: Any = None):

@@ -128,7 +128,9 @@ class Waveform:
 class ComplexSTFT:
     """Compressed complex STFT, z = beta |c|^alpha e^{i angle c} (SGMSE, Welker et al. 2022).
 
-    [B, L, C] -> [B, T, F, 2C], T = 1 + L // hop, F = n_fft // 2 + 1. SGMSE's 16 kHz setting is
+    [B, L, C] -> [B, T, F, 2C] (layout 'tf', for UNet2D) or [B, T, F * 2C] (layout 'frames':
+    each frame's bins are channels, for a UNet1D over time, as audio-diffusion-pytorch's STFT
+    mode), T = 1 + L // hop, F = n_fft // 2 + 1. SGMSE's 16 kHz setting is
     n_fft=510 (F = 256), hop=128, alpha=0.5. Our STFT is normalised to unit gain per bin (see
     `stft`; with alpha = beta = 1 a sine of amplitude A has z-RMS A / 2), so `beta` here is not
     SGMSE's 0.15 for an unnormalised STFT; beta = 1 keeps the synth dataset at z-RMS ~ 0.17.
@@ -138,16 +140,24 @@ class ComplexSTFT:
     hop: int = 128
     alpha: float = 0.5
     beta: float = 1.0
+    layout: str = "tf"  # tf: [B, T, F, 2C] | frames: [B, T, F * 2C]
+
+    def __post_init__(self):
+        if self.layout not in ("tf", "frames"):
+            raise ValueError(f"unknown complex_stft layout {self.layout!r}; valid: tf, frames")
 
     def encode(self, audio: jax.Array) -> jax.Array:
         c = stft(audio, n_fft=self.n_fft, hop=self.hop)
         mag = jnp.abs(c)
         gain = jnp.where(mag > 0, jnp.maximum(mag, 1e-30) ** (self.alpha - 1.0), 0.0)
         z = self.beta * c * gain
-        return jnp.concatenate([z.real, z.imag], axis=-1).astype(jnp.float32)
+        z = jnp.concatenate([z.real, z.imag], axis=-1).astype(jnp.float32)
+        return z.reshape(z.shape[:2] + (-1,)) if self.layout == "frames" else z
 
     def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
         """Inverse of `encode`; `length` defaults to (T - 1) * hop."""
+        if self.layout == "frames":
+            z = z.reshape(z.shape[:2] + (self.n_fft // 2 + 1, -1))
         c = z.shape[-1] // 2
         zc = jax.lax.complex(z[..., :c], z[..., c:]) / self.beta
         mag = jnp.abs(zc)

@@ -111,15 +111,18 @@ class SynthMusic:
     channels: int = 1             # 1, or 2 (the mono clip on both channels)
     cache_dir: str | None = None  # default $XDG_CACHE_HOME/diffjax
     split: str = "train"
+    instruments: tuple[str, ...] | None = None  # a subset of synth.INSTRUMENTS; None: all 9
 
     def __post_init__(self):
         _check_split_and_channels(self.split, self.channels)
+        if self.instruments is not None:  # a list from a JSON-restored config becomes a tuple
+            object.__setattr__(self, "instruments", synth.check_instruments(self.instruments))
 
     @functools.cached_property
     def _data(self) -> dict[str, np.ndarray]:
         data = synth.synth_music(self.num_train + self.num_eval, sample_rate=self.sample_rate,
                                  clip_seconds=self.clip_seconds, seed=self.seed,
-                                 cache_dir=self.cache_dir)
+                                 cache_dir=self.cache_dir, instruments=self.instruments)
         sl = slice(0, self.num_train) if self.split == "train" else slice(self.num_train, None)
         return {k: v[sl] for k, v in data.items()}
 

@@ -217,10 +217,20 @@ def _chord(rng, key, scale, lo, hi):
     return [root + u for u in up]
 
 
-def render_clip(rng: np.random.Generator, sample_rate: int, length: int):
-    """Renders one clip; returns (audio [length] float32 with peak <= 1, labels dict)."""
+def check_instruments(instruments) -> tuple[str, ...]:
+    """`instruments` as a tuple of names (None or empty: all); unknown names raise, listing valid ones."""
+    chosen = tuple(instruments or INSTRUMENTS)
+    unknown = [name for name in chosen if name not in INSTRUMENTS]
+    if unknown:
+        raise ValueError(f"unknown synth_music instrument(s) {unknown}; valid: {', '.join(INSTRUMENTS)}")
+    return chosen
+
+
+def render_clip(rng: np.random.Generator, sample_rate: int, length: int,
+                instruments: tuple[str, ...] = INSTRUMENTS):
+    """Renders one clip of one of `instruments`; returns (audio [length] float32, peak <= 1, labels)."""
     sr, n = sample_rate, length
-    inst = INSTRUMENTS[int(rng.integers(len(INSTRUMENTS)))]
+    inst = instruments[int(rng.integers(len(instruments)))]
     vel = float(rng.uniform(0.4, 1.0))
     y = np.zeros(n)
     quality = -1
@@ -260,19 +270,21 @@ def render_clip(rng: np.random.Generator, sample_rate: int, length: int):
 
 
 def generate(num_clips: int, *, sample_rate: int = 16000, clip_seconds: float = 1.0,
-             seed: int = 0, start: int = 0) -> dict[str, np.ndarray]:
-    """Renders clips `start .. start + num_clips - 1`.
+             seed: int = 0, start: int = 0, instruments=None) -> dict[str, np.ndarray]:
+    """Renders clips `start .. start + num_clips - 1`, each of one of `instruments` (None: all;
+    the full set draws exactly the clips of earlier versions).
 
     Returns:
         dict with 'audio' [N, L] float32 (L = round(clip_seconds * sample_rate)), 'label',
         'pitch', 'kind', 'quality' int32 [N] and 'velocity' float32 [N].
     """
+    instruments = check_instruments(instruments)
     length = int(round(clip_seconds * sample_rate))
     audio = np.zeros((num_clips, length), np.float32)
     labels = {k: [] for k in ("label", "pitch", "kind", "quality", "velocity")}
     for i in range(num_clips):
         rng = np.random.default_rng(np.random.SeedSequence([seed, start + i]))
-        audio[i], lab = render_clip(rng, sample_rate, length)
+        audio[i], lab = render_clip(rng, sample_rate, length, instruments)
         for k, v in lab.items():
             labels[k].append(v)
     out = {k: np.asarray(v, np.float32 if k == "velocity" else np.int32) for k, v in labels.items()}
@@ -287,16 +299,21 @@ def default_cache_dir() -> str:
 
 
 def synth_music(num_clips: int, *, sample_rate: int = 16000, clip_seconds: float = 1.0,
-                seed: int = 0, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+                seed: int = 0, cache_dir: str | None = None,
+                instruments=None) -> dict[str, np.ndarray]:
     """`generate(...)`, cached as an .npz in `cache_dir`; the first call renders and saves it."""
     cache_dir = cache_dir or default_cache_dir()
-    name = f"synth_music_v{VERSION}_sr{sample_rate}_len{clip_seconds:g}_n{num_clips}_seed{seed}.npz"
+    instruments = check_instruments(instruments)
+    subset = "" if instruments == INSTRUMENTS else "_" + "-".join(instruments)
+    name = (f"synth_music_v{VERSION}_sr{sample_rate}_len{clip_seconds:g}_n{num_clips}_seed{seed}"
+            f"{subset}.npz")
     path = os.path.join(cache_dir, name)
     if os.path.exists(path):
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     t0 = time.perf_counter()
-    data = generate(num_clips, sample_rate=sample_rate, clip_seconds=clip_seconds, seed=seed)
+    data = generate(num_clips, sample_rate=sample_rate, clip_seconds=clip_seconds, seed=seed,
+                    instruments=instruments)
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npz"
     np.savez(tmp, **data)

@@ -47,6 +47,8 @@ class UNet(nn.Module):
     emb_dim: int | None = None          # noise/class embedding width; None = 4 * channels
     dtype: Dtype = jnp.float32          # compute dtype; parameters stay float32
     remat: bool = False                 # rematerialise ResBlocks (nn.remat) to save memory
+    patch: int = 1                      # > 1: non-overlapping patches of `patch` samples along the
+                                        # first spatial axis become channels (space-to-depth)
 
     @nn.compact
     def __call__(self, x: jax.Array, c_noise: jax.Array, cond: dict | None = None, *,
@@ -54,6 +56,8 @@ class UNet(nn.Module):
         levels = len(self.channel_mults)
         if len(self.strides) != levels - 1:
             raise ValueError(f"need {levels - 1} strides for {levels} levels; got {self.strides}")
+        audio_shape = x.shape
+        x = patchify(x, self.patch)
         spatial, out_ch = x.shape[1:-1], x.shape[-1]
         total = np.prod(np.asarray(self.strides, int).reshape(levels - 1, -1), axis=0) \
             if levels > 1 else np.ones(len(spatial), int)
@@ -110,7 +114,29 @@ class UNet(nn.Module):
         h = nn.Conv(out_ch, kernel, dtype=self.dtype, kernel_init=nn.initializers.zeros,
                     name="conv_out")(h)
         h = h[(slice(None),) + tuple(slice(0, s) for s in spatial)]
-        return h.astype(x.dtype)
+        return unpatchify(h, self.patch, audio_shape).astype(x.dtype)
+
+
+def patchify(x: jax.Array, p: int) -> jax.Array:
+    """[B, L, *rest, C] -> [B, ceil(L / p), *rest, p * C]: patches of p steps along the first
+    spatial axis become channels (zero-padded at the end; space-to-depth, as in "simple
+    diffusion", Hoogeboom et al. 2023, and audio-diffusion-pytorch's patching)."""
+    if p == 1:
+        return x
+    length = x.shape[1]
+    padded = -(-length // p) * p
+    h = jnp.pad(x, [(0, 0), (0, padded - length)] + [(0, 0)] * (x.ndim - 2))
+    h = h.reshape((x.shape[0], padded // p, p) + x.shape[2:])
+    return jnp.moveaxis(h, 2, -2).reshape(h.shape[:2] + x.shape[2:-1] + (p * x.shape[-1],))
+
+
+def unpatchify(h: jax.Array, p: int, shape: tuple) -> jax.Array:
+    """Inverse of `patchify` for an input of `shape` [B, L, *rest, C]."""
+    if p == 1:
+        return h
+    h = h.reshape(h.shape[:-1] + (p, shape[-1]))
+    h = jnp.moveaxis(h, -2, 2).reshape((shape[0], h.shape[1] * p) + tuple(shape[2:]))
+    return h[:, :shape[1]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +145,7 @@ class UNet(nn.Module):
 
 UNET1D_SIZES = {
         # 16 kHz waveforms. Attention cost grows with the square of the positions, so it is only
-        # used at coarse levels: 1 s -> 1000 (tiny, mid only), 250 (small), 63 (base) positions.
+        # used at coarse levels: 1 s -> 1000 (tiny, mid only), 250 (small), 63 (base).
         "tiny": dict(channels=8, channel_mults=(1, 2, 2), strides=((4,), (4,)), num_res_blocks=1,
                      attn_levels=()),
         "small": dict(channels=32, channel_mults=(1, 2, 2, 4), strides=((4,), (4,), (4,)),

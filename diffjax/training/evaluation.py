@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from diffjax import generation, toy
+from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness  # noqa: F401 (re-exported)
 
 
 def _dump(workdir: str, results: dict) -> None:
@@ -45,19 +46,6 @@ def evaluate_toy(config, mixture: toy.GaussianMixture, params, workdir: str) -> 
     return results
 
 
-def spectral_flatness(waves: np.ndarray, n_fft: int = 1024) -> float:
-    """Mean spectral flatness (geometric / arithmetic mean of the power spectrum, Gray & Markel 1974)
-    over 1024-sample frames of waveforms `[B, L, C]`: ~0.56 for white noise (Rayleigh-distributed
-    magnitudes), near 0 for harmonic tones. A cheap, model-free 'is it musical?' statistic."""
-    mono = np.asarray(waves)[..., 0]
-    usable = mono.shape[1] // n_fft * n_fft
-    frames = mono[:, :usable].reshape(-1, n_fft) * np.hanning(n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2 + 1e-12
-    loud = frames.std(axis=1) > 1e-3  # skip silent frames
-    flatness = np.exp(np.mean(np.log(power), -1)) / np.mean(power, -1)
-    return float(flatness[loud].mean()) if np.any(loud) else float("nan")
-
-
 def evaluate_audio(config, dataset, params, workdir: str, writer=None, step: int = 0) -> dict:
     """Writes generated wavs and a spectrogram grid (real vs generated) and measures the samples."""
     from diffjax.audio import io as audio_io
@@ -76,8 +64,11 @@ def evaluate_audio(config, dataset, params, workdir: str, writer=None, step: int
     spectrogram_grid(list(real[:shown]) + list(out.audio[:shown]), dataset.sample_rate,
                      os.path.join(workdir, "spectrograms.png"),
                      titles=[f"data {i}" for i in range(shown)] + [f"sample {i}" for i in range(shown)])
+    sr = dataset.sample_rate
     results = {"spectral_flatness": {"samples": spectral_flatness(out.audio),
                                      "data": spectral_flatness(real), "noise": spectral_flatness(noise)},
+               "pitch_confidence": {"samples": pitch_confidence(out.audio, sr),
+                                    "data": pitch_confidence(real, sr), "noise": pitch_confidence(noise, sr)},
                "nfe": out.nfe, "num_samples": num}
     try:  # Fréchet distance on mel statistics, when the evaluation package is present
         from diffjax.evaluation import mel_frechet_distance

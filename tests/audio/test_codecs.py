@@ -39,6 +39,13 @@ def test_complex_stft_codec(audio):
                                jnp.angle(c[jnp.abs(c) > 1e-3]), atol=1e-4)
     scaled = codecs.ComplexSTFT(alpha=0.3, beta=0.15)
     np.testing.assert_allclose(scaled.decode(scaled.encode(audio), 4100), audio, atol=1e-5)
+    frames = codecs.get_codec("complex_stft", layout="frames")  # bins x (Re, Im) as channels
+    zf = frames.encode(audio)
+    assert zf.shape == (2, 33, 256 * 4)
+    np.testing.assert_allclose(zf.reshape(z.shape), z, atol=1e-6)  # z came from jit
+    np.testing.assert_allclose(frames.decode(zf, 4100), audio, atol=1e-5)
+    with pytest.raises(ValueError, match="valid: tf, frames"):
+        codecs.ComplexSTFT(layout="ft")
 
 
 def test_sigma_data_of_a_sine():

@@ -154,3 +154,24 @@ def test_unknown_dataset_lists_valid_names():
     with pytest.raises(UnknownNameError, match="folder.*synth_music"):
         get_dataset("synth_musik")
     assert {"folder", "synth_music"} <= set(DATASETS.names())
+
+
+def test_synth_music_instrument_subset_from_a_json_list(tmp_path):
+    ds = get_dataset("synth_music", num_train=8, num_eval=2, clip_seconds=0.25,
+                     cache_dir=str(tmp_path), instruments=["bell", "epiano"])  # as restored from JSON
+    assert ds.instruments == ("bell", "epiano")
+    labels = ds.batch(0, 8, seed=0)["label"]
+    assert set(labels) <= {ds.class_names.index("bell"), ds.class_names.index("epiano")}
+
+
+def test_default_config_switches_to_a_folder_by_two_flags(folder, tmp_path):
+    from configs import default
+    from diffjax import factory
+    config = default.get_config()
+    config.data.name = "folder"  # as --config.data.name=folder --config.data.root=DIR
+    config.data.root = folder
+    config.data.cache_dir = str(tmp_path)
+    config.data.labels_from_dirs = True
+    ds = factory.build_dataset(config)  # synth_music's keys (num_train, ...) are not passed on
+    assert ds.class_names == ("drums", "keys") and ds.crop_seconds == config.data.crop_seconds
+    assert ds.batch(0, 4, seed=0)["audio"].shape == (4, 4000, 1)

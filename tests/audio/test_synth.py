@@ -89,3 +89,15 @@ def test_karplus_strong_is_pitched_and_decays():
     y = synth.pluck(synth.midi_to_hz(57), 16000, SR, 1.0, 0.8, rng)  # A3 = 220 Hz
     assert abs(1200 * np.log2(estimate_f0(y[:8000], SR) / 220.0)) < 20
     assert np.abs(y[:1600]).max() > 3 * np.abs(y[-1600:]).max()
+
+
+def test_instrument_subset(clips, tmp_path):
+    full = synth.generate(60, sample_rate=SR, clip_seconds=0.5, seed=0, instruments=synth.INSTRUMENTS)
+    np.testing.assert_array_equal(full["audio"], clips["audio"][:60])  # the full set draws as before
+    pitched = synth.synth_music(60, sample_rate=SR, clip_seconds=0.5, seed=0,
+                                cache_dir=str(tmp_path), instruments=synth.PITCHED)
+    assert set(pitched["label"]) == set(range(len(synth.PITCHED)))
+    assert not np.any(pitched["kind"] == synth.KINDS.index("drums"))
+    assert [p.name for p in tmp_path.iterdir()][0].endswith("_flute-clarinet-brass-pluck-bell-epiano.npz")
+    with pytest.raises(ValueError, match="unknown synth_music instrument.*valid: flute, clarinet"):
+        synth.generate(2, instruments=("flute", "tuba"))

@@ -116,3 +116,18 @@ def test_diffwave_upsampler_is_a_transposed_conv():
             for d in range(3):
                 full[ti * s + ki] += xp[ti, 2 - d:2 - d + m] * k[ki, d]
     np.testing.assert_allclose(layer.apply(params, x)[0], full[s // 2:s // 2 + t * s], atol=1e-5)
+
+
+def test_patched_unet1d_round_trips_and_keeps_shapes():
+    from diffjax.models.unet import patchify, unpatchify
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((B, 100, 2)))
+    h = patchify(x, 16)
+    assert h.shape == (B, 7, 32)  # 100 samples -> 7 patches of 16 x 2 channels, zero-padded
+    np.testing.assert_array_equal(h[:, 1, :2], x[:, 16])  # patch 1 starts at sample 16
+    np.testing.assert_array_equal(h[:, 6, 2 * 4:], 0.0)  # padding after sample 99
+    np.testing.assert_array_equal(unpatchify(h, 16, x.shape), x)
+    model = get_model("unet1d", size="tiny", patch=4, num_classes=4)
+    cond = {"label": jnp.array([1, 4]), "features": jnp.ones((B, 3, 10, 1))}
+    params, y, grads = init_apply(model, x, jnp.zeros(B), cond)
+    assert y.shape == x.shape and params["params"]["conv_in"]["kernel"].shape[1] == 4 * 2 + 10
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(grads))

@@ -4,6 +4,7 @@ one-line ablation: the process, and through it the grid range and time condition
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -41,8 +42,6 @@ def build_dataset(config):
     """`config.data.name` with the section's keys that dataset takes. One data section serves
     every dataset (synth_music's `num_train`, folder's `root`, ...), so `--config.data.name=folder
     --config.data.root=DIR` switches datasets; keys the chosen dataset does not take are ignored."""
-    import inspect
-
     builder = data_lib.dataset_builder(config.data.name)
     accepted = inspect.signature(builder).parameters
     kwargs = {k: v for k, v in kwargs_of(config.data).items() if k in accepted}

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from diffjax import generation, toy
-from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness  # noqa: F401 (re-exported)
+from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness
 
 
 def _dump(workdir: str, results: dict) -> None:
@@ -64,11 +64,9 @@ def evaluate_audio(config, dataset, params, workdir: str, writer=None, step: int
     spectrogram_grid(list(real[:shown]) + list(out.audio[:shown]), dataset.sample_rate,
                      os.path.join(workdir, "spectrograms.png"),
                      titles=[f"data {i}" for i in range(shown)] + [f"sample {i}" for i in range(shown)])
-    sr = dataset.sample_rate
-    results = {"spectral_flatness": {"samples": spectral_flatness(out.audio),
-                                     "data": spectral_flatness(real), "noise": spectral_flatness(noise)},
-               "pitch_confidence": {"samples": pitch_confidence(out.audio, sr),
-                                    "data": pitch_confidence(real, sr), "noise": pitch_confidence(noise, sr)},
+    sets = {"samples": out.audio, "data": real, "noise": noise}
+    results = {"spectral_flatness": {k: spectral_flatness(v) for k, v in sets.items()},
+               "pitch_confidence": {k: pitch_confidence(v, dataset.sample_rate) for k, v in sets.items()},
                "nfe": out.nfe, "num_samples": num}
     try:  # Fréchet distance on mel statistics, when the evaluation package is present
         from diffjax.evaluation import mel_frechet_distance

@@ -3,11 +3,11 @@
 
     python experiments/train.py --config configs/diffwave.py --workdir runs/diffwave
 """
-from configs import default
+from configs import default, waveform
 
 
 def get_config(arg: str = ""):
-    config = default.get_config()
+    config = waveform.get_config()
     config.model.name = "diffwave"
     config.model.size = "base"
     config.training.batch_size = 8

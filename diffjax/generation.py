@@ -24,12 +24,20 @@ from diffjax.precond import flax_net_fn, make_denoiser
 
 
 def build_codec(config):
-    """The representation the model works in (`config.codec`; waveform identity when absent)."""
-    from diffjax.audio.codecs import get_codec
+    """The representation the model works in (`config.codec`; waveform identity when absent).
+
+    The section's keys that the codec does not take are ignored (so `--config.codec.name=waveform`
+    works on a mel config), and a codec with a `sample_rate` gets the data's."""
+    from diffjax.audio.codecs import CODECS
 
     if "codec" not in config:
-        return get_codec("waveform")
-    return get_codec(config.codec.name, **factory.kwargs_of(config.codec))
+        return CODECS.get("waveform")()
+    builder = CODECS.get(config.codec.name)
+    accepted = {f.name for f in dataclasses.fields(builder)}
+    kwargs = {k: v for k, v in factory.kwargs_of(config.codec).items() if k in accepted}
+    if "sample_rate" in accepted and "sample_rate" in config.get("data", {}):
+        kwargs.setdefault("sample_rate", int(config.data.sample_rate))
+    return builder(**kwargs)
 
 
 def is_audio(config) -> bool:

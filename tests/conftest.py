@@ -27,14 +27,14 @@ def x64():
 
 @pytest.fixture(scope="session")
 def smoke_audio_workdir(tmp_path_factory):
-    """One `configs/default.py:smoke` audio model (4 steps), trained once per test session (per
+    """One `configs/waveform.py:smoke` audio model (4 steps), trained once per test session (per
     xdist worker) and shared read-only by the tests of sampling, restoration and evaluation entry
     points. A test that resumes or writes into it must copy it first."""
-    from configs import default
+    from configs import waveform
     from diffjax.training import train_and_evaluate
 
     path = tmp_path_factory.mktemp("smoke_audio")
-    config = default.get_config("smoke")
+    config = waveform.get_config("smoke")
     config.data.cache_dir = str(path / "cache")
     train_and_evaluate(config, str(path / "workdir"))
     return path / "workdir"

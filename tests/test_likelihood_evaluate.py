@@ -65,3 +65,12 @@ def test_entry_point_runs(workdir):
                           "--num_examples=8", "--batch_size=8", "--stepsize=fixed", "--num_steps=4"],
                          capture_output=True, text=True, check=True)
     assert "bits" in out.stdout and (workdir / "likelihood" / "cli.json").exists()
+
+
+def test_a_spectrogram_model_is_refused_with_the_fix(tmp_path):
+    """Log-mel frames are not a bijection of the audio: no likelihood of the waveform exists."""
+    from configs import default
+
+    checkpoint.save_config(str(tmp_path), default.get_config())  # the quick start: codec 'mel'
+    with pytest.raises(ValueError, match="'mel' codec.*configs/waveform.py"):
+        evaluate_checkpoint(str(tmp_path), SPEC, progress=False)

@@ -164,6 +164,11 @@ def _gather(values: np.ndarray) -> np.ndarray:
 def evaluate_checkpoint(workdir: str, spec: EvalSpec, *, name: str = "likelihood",
                         progress: bool = True) -> dict:
     """Evaluates the checkpoint in `workdir` on `spec.split`; returns and writes the summary."""
+    codec = checkpoint.load_config(workdir).get("codec", {}).get("name", "waveform")
+    if codec != "waveform":
+        raise ValueError(f"likelihoods are of waveforms, but this model works in the {codec!r} codec "
+                         "(not a bijection of the audio); evaluate a waveform model, e.g. one "
+                         "trained with configs/waveform.py")
     config, params, ckpt_step = checkpoint.load_for_sampling(
             workdir, step=None if spec.step < 0 else spec.step, ema_index=spec.ema_index)
     num_batches = spec.num_examples // spec.batch_size

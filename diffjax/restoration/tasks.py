@@ -70,7 +70,9 @@ def load_model(workdir: str) -> Model:
     codec = config.get("codec", None)
     if codec is not None and codec.get("name", "waveform") != "waveform":
         raise NotImplementedError(f"restoration runs on waveform models; this one uses the "
-                                  f"{codec.name!r} codec")
+                                  f"{codec.name!r} codec. Train one with configs/waveform.py "
+                                  f"(python experiments/train.py --config configs/waveform.py "
+                                  f"--workdir runs/waveform)")
     sample_rate, length, channels = _audio_format(config)
     return Model(config=config, denoiser=factory.build_denoiser(config, params),
                  process=factory.build_process(config), sample_rate=sample_rate, length=length,

@@ -174,4 +174,5 @@ def test_default_config_switches_to_a_folder_by_two_flags(folder, tmp_path):
     config.data.labels_from_dirs = True
     ds = factory.build_dataset(config)  # synth_music's keys (num_train, ...) are not passed on
     assert ds.class_names == ("drums", "keys") and ds.crop_seconds == config.data.crop_seconds
-    assert ds.batch(0, 4, seed=0)["audio"].shape == (4, 4000, 1)
+    crop = int(round(config.data.crop_seconds * config.data.sample_rate))
+    assert ds.batch(0, 4, seed=0)["audio"].shape == (4, crop, 1)

@@ -70,7 +70,7 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
     assert os.path.exists(tmp_path / "spectrograms.png")
     _, params_4, step = checkpoint.load_for_sampling(str(tmp_path))
     assert step == 4
-    _train("configs.default", tmp_path, **{"training.num_steps": 6})  # resume
+    _train("configs.waveform", tmp_path, **{"training.num_steps": 6})  # resume
     assert checkpoint.load_for_sampling(str(tmp_path))[2] == 6
     summary = run_sample_request(SampleRequest(workdir=str(tmp_path), sampler="dpmpp_2m", nfe=4, num=3,
                                                seed=7, out=str(tmp_path / "out")))
@@ -89,6 +89,20 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
     edit = run_sample_request(SampleRequest(workdir=str(tmp_path), num=2, init=str(tmp_path / "out" / "seed000007.wav"),
                                             strength=0.5, out=str(tmp_path / "edit")))
     assert edit["strength"] == 0.5 and len(glob.glob(str(tmp_path / "edit" / "*.wav"))) == 2
+
+
+def test_quick_start_mel_model_trains_and_decodes_to_waveforms(tmp_path):
+    """The main job's config (configs/default.py, log-mel frames): training ends in an evaluation
+    whose samples are Griffin-Lim waveforms of the crop length, scored like the data."""
+    config, results = _train("configs.default", tmp_path, **{"evaluation.num_samples": 2})
+    assert config.codec.name == "mel" and results["num_samples"] == 2
+    assert 0 <= results["pitch_confidence"]["samples"] <= 1
+    wavs = sorted(glob.glob(str(tmp_path / "samples" / "*.wav")))
+    assert len(wavs) == 2
+    import soundfile
+    audio, sr = soundfile.read(wavs[0])
+    assert sr == config.data.sample_rate
+    assert len(audio) == int(round(config.data.crop_seconds * sr)) and np.all(np.isfinite(audio))
 
 
 def test_spectrogram_model_trains_and_decodes_to_waveforms(tmp_path):

@@ -209,8 +209,8 @@ class LogMel:
     fmin: float = 20.0
     fmax: float | None = 8000.0
     floor: float = 1e-5
-    offset: float = 0.0  # z = (log mel - offset) / scale; e.g. -4.5 and 4.5 centre the
-    scale: float = 1.0   # embedded music's log-mel range [log 1e-5, 7] near [-1.6, 2.6]
+    offset: float = 0.0  # z = (log mel - offset) / scale; -7 and 4.5 map the embedded music's
+    scale: float = 1.0   # log-mel range [log 1e-5, 7] to [-1.0, 3.1], mean ~0 and RMS 1.02
     layout: str = "tf"   # tf: [B, T, n_mels, C] | frames: [B, T, n_mels * C]
     griffin_lim_iters: int = 32
     nnls_iters: int = 50
@@ -235,7 +235,7 @@ class LogMel:
         z = np.asarray(z, np.float64)
         if self.layout == "frames":
             z = z.reshape(z.shape[:2] + (self.n_mels, -1))
-        return np.exp(z * self.scale + self.offset)
+        return np.exp(np.minimum(z * self.scale + self.offset, 50.0))  # no overflow to inf
 
     def _griffin_lim(self, z: np.ndarray, length: int) -> np.ndarray:
         import librosa

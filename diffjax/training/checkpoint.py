@@ -48,12 +48,22 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
         json.dump(config.to_dict(), f, indent=2, sort_keys=True)
 
 
+def _tuples(value):
+    """JSON arrays back to the tuples configs hold, so a loaded config equals the one saved."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config saved by `save_config` (lists restored as tuples)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a diffjax training workdir?")
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(_tuples(json.load(f)))
 
 
 def abstract_items(config, *, with_opt_state: bool = True) -> dict:

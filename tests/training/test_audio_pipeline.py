@@ -137,3 +137,13 @@ def test_bad_config_values_list_the_valid_choices(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoint.save_config(str(tmp_path / "c"), config)
         checkpoint.load_for_sampling(str(tmp_path / "c"))
+
+
+def test_a_saved_config_loads_equal_to_the_original(tmp_path):
+    """JSON turns tuples into lists; load_config turns them back, so a teacher's config read from
+    its workdir compares equal to the student's (distillation checks config.model equality)."""
+    config = _load("configs.default", "")
+    checkpoint.save_config(str(tmp_path), config)
+    loaded = checkpoint.load_config(str(tmp_path))
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.model.strides == (2, 2) and loaded.training.ema_halflife_examples == (2000.0,)

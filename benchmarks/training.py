@@ -1,6 +1,6 @@
 """Training throughput and sampling speed of the shipped configs.
 
-    python benchmarks/training.py [--configs default,diffwave,spectrogram] [--steps 5] [--samplers ...]
+    python benchmarks/training.py [--configs default,waveform,diffwave,spectrogram] [--steps 5] [--samplers ...]
 
 For each config: compile time of the data-parallel train step, steps/s and examples/s (mean over
 `--steps` steps after compilation); then the real-time factor of generation (wall seconds per
@@ -77,7 +77,7 @@ def sampling_speed(config, params, dataset, sampler: str, nfe: int, num: int = 8
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--configs", default="default,diffwave,spectrogram")
+    parser.add_argument("--configs", default="default,waveform,diffwave,spectrogram")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--samplers", default="euler:10,heun:19,dpmpp_2m:10,dpmpp_2m:20,unipc:10")
     parser.add_argument("--no-readme", action="store_true")

@@ -147,3 +147,16 @@ def test_a_saved_config_loads_equal_to_the_original(tmp_path):
     loaded = checkpoint.load_config(str(tmp_path))
     assert loaded.to_dict() == config.to_dict()
     assert loaded.model.strides == (2, 2) and loaded.training.ema_halflife_examples == (2000.0,)
+
+
+def test_codec_section_switches_by_name_and_follows_the_data_rate():
+    """`--config.codec.name=waveform` on the mel default ignores the mel-only keys, and a codec with
+    a sample rate takes the data's rather than its own default."""
+    from diffjax.audio.codecs import LogMel, Waveform
+
+    config = _load("configs.default", "")
+    config.data.sample_rate = 8000
+    codec = generation.build_codec(config)
+    assert isinstance(codec, LogMel) and codec.sample_rate == 8000 and codec.n_mels == 128
+    config.codec.name = "waveform"
+    assert isinstance(generation.build_codec(config), Waveform)

@@ -3,12 +3,19 @@
 - 8 fake CPU devices for the data-parallel tests (most parallel tests use 2 of them);
 - `jax_numpy_rank_promotion="raise"`, so silent broadcasting bugs fail loudly;
 - the `x64` fixture runs a closed-form math test in float64 (`pytestmark = pytest.mark.usefixtures("x64")`);
-- a persistent compilation cache, so repeated local runs skip XLA compiles.
+- a persistent compilation cache, so repeated local runs skip XLA compiles;
+- one numba cache directory per xdist worker. librosa's kernels (pYIN, Griffin-Lim) use numba's
+  on-disk cache, which is not safe against two processes writing it at once: a half-written index
+  in site-packages made every later pYIN call segfault.
 """
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_NUMBA_BASE = os.environ.setdefault(  # set by the controller; inherited by the workers it spawns
+        "DIFFJAX_NUMBA_CACHE_BASE",
+        os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "diffjax", "numba"))
+os.environ["NUMBA_CACHE_DIR"] = os.path.join(_NUMBA_BASE, os.environ.get("PYTEST_XDIST_WORKER", "main"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -38,14 +38,19 @@ def build_loss(config, process, pc) -> losses.DenoisingLoss:
     return losses.make_loss(process=process, precond=pc, **kwargs_of(config.loss))
 
 
-def build_dataset(config):
-    """`config.data.name` with the section's keys that dataset takes. One data section serves
-    every dataset (synth_music's `num_train`, folder's `root`, ...), so `--config.data.name=folder
-    --config.data.root=DIR` switches datasets; keys the chosen dataset does not take are ignored."""
-    builder = data_lib.dataset_builder(config.data.name)
+def accepted_kwargs(builder, section: ml_collections.ConfigDict) -> dict:
+    """The keys of `section` (without `name`) that `builder` takes. One section then serves every
+    registered choice (synth_music's `num_train` and folder's `root`; mel's `n_mels` and
+    complex_stft's `alpha`), so switching `name` by one flag works; the other keys are ignored."""
     accepted = inspect.signature(builder).parameters
-    kwargs = {k: v for k, v in kwargs_of(config.data).items() if k in accepted}
-    return builder(**kwargs)
+    return {k: v for k, v in kwargs_of(section).items() if k in accepted}
+
+
+def build_dataset(config):
+    """`config.data.name` with the section's keys that dataset takes (`accepted_kwargs`), so
+    `--config.data.name=folder --config.data.root=DIR` switches datasets."""
+    builder = data_lib.dataset_builder(config.data.name)
+    return builder(**accepted_kwargs(builder, config.data))
 
 
 def init_params(model, example: jax.Array, key: jax.Array, cond: Any = None):

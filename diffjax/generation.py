@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 from typing import Optional, Sequence
 
@@ -26,18 +27,28 @@ from diffjax.precond import flax_net_fn, make_denoiser
 def build_codec(config):
     """The representation the model works in (`config.codec`; waveform identity when absent).
 
-    The section's keys that the codec does not take are ignored (so `--config.codec.name=waveform`
-    works on a mel config), and a codec with a `sample_rate` gets the data's."""
+    Keys the codec does not take are ignored (`factory.accepted_kwargs`, so
+    `--config.codec.name=waveform` works on a mel config); a codec with a `sample_rate` gets the
+    data's."""
     from diffjax.audio.codecs import CODECS
 
     if "codec" not in config:
         return CODECS.get("waveform")()
     builder = CODECS.get(config.codec.name)
-    accepted = {f.name for f in dataclasses.fields(builder)}
-    kwargs = {k: v for k, v in factory.kwargs_of(config.codec).items() if k in accepted}
-    if "sample_rate" in accepted and "sample_rate" in config.get("data", {}):
+    kwargs = factory.accepted_kwargs(builder, config.codec)
+    if "sample_rate" in inspect.signature(builder).parameters and "sample_rate" in config.get("data", {}):
         kwargs.setdefault("sample_rate", int(config.data.sample_rate))
     return builder(**kwargs)
+
+
+def require_waveform_model(config, task: str) -> None:
+    """Raises for a model that does not work on waveforms (a codec other than 'waveform'): `task`
+    (restoration operators, exact likelihoods) is defined on the audio itself."""
+    codec = config.get("codec", {}).get("name", "waveform")
+    if codec != "waveform":
+        raise ValueError(f"{task} needs a waveform model, but this one works in the {codec!r} codec "
+                         "(not a bijection of the audio). Train one with configs/waveform.py: "
+                         "python experiments/train.py --config configs/waveform.py --workdir runs/waveform")
 
 
 def is_audio(config) -> bool:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from diffjax import factory, toy
+from diffjax import factory, generation, toy
 from diffjax.likelihood.elbo import elbo as ve_elbo
 from diffjax.likelihood.ode import LikelihoodOptions, check_result, solve_log_likelihood
 from diffjax.likelihood.units import bits_per_dim, get_quantiser
@@ -164,11 +164,7 @@ def _gather(values: np.ndarray) -> np.ndarray:
 def evaluate_checkpoint(workdir: str, spec: EvalSpec, *, name: str = "likelihood",
                         progress: bool = True) -> dict:
     """Evaluates the checkpoint in `workdir` on `spec.split`; returns and writes the summary."""
-    codec = checkpoint.load_config(workdir).get("codec", {}).get("name", "waveform")
-    if codec != "waveform":
-        raise ValueError(f"likelihoods are of waveforms, but this model works in the {codec!r} codec "
-                         "(not a bijection of the audio); evaluate a waveform model, e.g. one "
-                         "trained with configs/waveform.py")
+    generation.require_waveform_model(checkpoint.load_config(workdir), "an audio likelihood")
     config, params, ckpt_step = checkpoint.load_for_sampling(
             workdir, step=None if spec.step < 0 else spec.step, ema_index=spec.ema_index)
     num_batches = spec.num_examples // spec.batch_size

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax import factory, sampling
+from diffjax import factory, generation, sampling
 from diffjax.restoration import schedules
 from diffjax.restoration.longform import restore_long
 from diffjax.restoration.methods import get_method
@@ -64,15 +64,10 @@ def _audio_format(config) -> tuple[int, int, int]:
 
 def load_model(workdir: str) -> Model:
     """Loads the EMA weights of the latest checkpoint in `workdir` (lead's `load_for_sampling`)."""
-    from diffjax.training.checkpoint import load_for_sampling
+    from diffjax.training.checkpoint import load_config, load_for_sampling
 
+    generation.require_waveform_model(load_config(workdir), "restoration")  # before any weights
     config, params, step = load_for_sampling(workdir)
-    codec = config.get("codec", None)
-    if codec is not None and codec.get("name", "waveform") != "waveform":
-        raise NotImplementedError(f"restoration runs on waveform models; this one uses the "
-                                  f"{codec.name!r} codec. Train one with configs/waveform.py "
-                                  f"(python experiments/train.py --config configs/waveform.py "
-                                  f"--workdir runs/waveform)")
     sample_rate, length, channels = _audio_format(config)
     return Model(config=config, denoiser=factory.build_denoiser(config, params),
                  process=factory.build_process(config), sample_rate=sample_rate, length=length,

@@ -93,3 +93,14 @@ def test_evaluation_mode_writes_the_table(model, tmp_path):
     assert len(rows) == 1 and rows[0]["si_sdr_out"] > rows[0]["si_sdr_in"] - 20
     text = open(table).read()
     assert "| task | method |" in text and "lsd_out" in text and "gap_50ms" in text
+
+
+def test_a_mel_model_is_refused_before_its_weights_load(tmp_path):
+    """The quick start's log-mel prior cannot restore waveforms; the message names the config to
+    train instead (no checkpoint is needed to find that out)."""
+    from configs import default
+    from diffjax.training import checkpoint
+
+    checkpoint.save_config(str(tmp_path), default.get_config())
+    with pytest.raises(ValueError, match="restoration needs a waveform model.*configs/waveform.py"):
+        load_model(str(tmp_path))

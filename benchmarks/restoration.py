@@ -92,7 +92,7 @@ def audio_rows() -> list[dict]:
 
     model = load_model(FLAGS.workdir)
     dataset = get_dataset(model.config.data.name, **kwargs_of(model.config.data)).eval
-    clean = dataset.batch(0, FLAGS.num_clips, seed=0)["audio"][:, :model.length]
+    clean = dataset.batch(0, FLAGS.num_clips, seed=0)["audio"]  # whole clips; cut per task (eval_length)
     options = {m: {"data_std": float(model.config.precond.sigma_data)} for m in ("pigdm", "ddnm")}
     options["dps"] = {"zeta": 1.0}
     methods = [m for m in FLAGS.methods if m != "sdedit"]

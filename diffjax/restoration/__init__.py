@@ -13,5 +13,6 @@ from diffjax.restoration.clipping import threshold_for_sdr  # noqa: F401,E402
 from diffjax.restoration import filters  # noqa: F401,E402  (registers the Fourier operators)
 from diffjax.restoration.methods import METHODS, get_method  # noqa: F401,E402
 from diffjax.restoration import schedules  # noqa: F401,E402  (registers repaint, sdedit)
+from diffjax.restoration import blind  # noqa: F401,E402  (registers blind_bwe)
 from diffjax.restoration.schedules import method_nfe  # noqa: F401,E402
 from diffjax.restoration.longform import restore_long  # noqa: F401,E402

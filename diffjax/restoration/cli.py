@@ -12,7 +12,7 @@ import numpy as np
 from diffjax.audio import io
 from diffjax.restoration import evaluation
 from diffjax.restoration.methods import METHODS
-from diffjax.restoration.tasks import EVAL_TASKS, Model, degraded_view, restore_audio, task_operator
+from diffjax.restoration.tasks import EVAL_TASKS, Model, degraded_view, eval_length, restore_audio, task_operator
 
 log = logging.getLogger("diffjax")
 
@@ -103,8 +103,10 @@ def run_file(model: Model, path: str, out: str, *, task: str, method: str, sampl
 def run_evaluation(model: Model, reference_dir: str, *, tasks, methods, sampler: str, nfe: int, seed: int,
                    max_clips: int, table: str, options: dict) -> list[dict]:
     """Degrades the clean clips of `reference_dir`, restores them, prints and writes the table."""
-    clean = evaluation.load_references(reference_dir, model, max_clips=max_clips)
     tasks = list(tasks or EVAL_TASKS)
+    clean = evaluation.load_references(reference_dir, model, max_clips=max_clips,
+                                       length=max((eval_length(t, model) for t in tasks if t in EVAL_TASKS),
+                                                  default=model.length))
     options = {m: _method_options(m, model, options.get(m, {})) for m in methods}
     rows = evaluation.evaluate(model, clean, tasks=tasks, methods=methods, sampler=sampler, nfe=nfe,
                                seed=seed, options=options)

@@ -184,6 +184,7 @@ def synthetic_rir(sample_rate: int, rt60: float, drr_db: float, seed: int,
 class Reverb(AbstractFourierOperator):
     """Circular convolution with a room impulse response `rir` `[K]` (K <= L; Eq. of a LTI room)."""
 
+    local: ClassVar[bool] = False
     rir: Array
     rcond: float = flax.struct.field(pytree_node=False, default=1e-2)
     noise_sigma: float = flax.struct.field(pytree_node=False, default=0.0)

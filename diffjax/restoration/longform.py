@@ -9,6 +9,12 @@ previous output exactly, so the chunks join without a seam and no crossfade is n
 
 Time-invariant operators (filters, clipping, noise) act on each chunk as they are; masks are cut to
 the chunk. All chunks have one shape, so the restoration compiles once.
+
+Non-local operators (reverb: an RIR longer than the chunk's overlap spreads each sample across
+chunks) cannot be cut. `windowed_denoiser` instead turns the model into a denoiser of the whole
+signal: overlapping chunks denoised in one batch and blended by a partition of unity
+(MultiDiffusion-style averaging, Bar-Tal et al. 2023), so any method runs once on the whole
+signal with the whole operator.
 """
 from __future__ import annotations
 
@@ -31,6 +37,47 @@ def chunk_starts(length: int, chunk_length: int, overlap: int) -> list[int]:
     hop = chunk_length - overlap
     starts = list(range(0, length - chunk_length, hop))
     return starts + [length - chunk_length]
+
+
+def blend_weights(length: int, chunk_length: int, overlap: int) -> np.ndarray:
+    """`[K, chunk_length]` weights of the chunks at `chunk_starts`: raised-cosine crossfades over
+    each overlap, normalised so the weights of every sample sum to 1."""
+    starts = chunk_starts(length, chunk_length, overlap)
+    weights = np.ones((len(starts), chunk_length))
+    for k in range(len(starts) - 1):
+        shared = starts[k] + chunk_length - starts[k + 1]  # the last hop may be shorter
+        ramp = np.sin(0.5 * np.pi * (np.arange(shared) + 0.5) / shared) ** 2  # > 0 everywhere
+        weights[k + 1, :shared] *= ramp
+        weights[k, chunk_length - shared:] *= 1.0 - ramp
+    total = np.zeros(max(length, chunk_length))
+    for start, w in zip(starts, weights):
+        total[start:start + chunk_length] += w
+    return weights / np.stack([total[s:s + chunk_length] for s in starts])
+
+
+def windowed_denoiser(denoiser, *, length: int, chunk_length: int, overlap: int):
+    """`D(x, sigma)` for `x` `[B, length, C]` from a denoiser of context `chunk_length`.
+
+    The K chunks of `chunk_starts(length, chunk_length, overlap)` are denoised as one batch
+    `[B K, chunk_length, C]` (sigma scalar or `[B]`) and blended by `blend_weights`. A denoiser
+    that acts sample by sample is reproduced exactly (tested).
+    """
+    if length <= chunk_length:
+        return denoiser
+    starts = np.asarray(chunk_starts(length, chunk_length, overlap))
+    index = starts[:, None] + np.arange(chunk_length)[None, :]  # [K, chunk]
+    weights = jnp.asarray(blend_weights(length, chunk_length, overlap))
+    num_chunks = len(starts)
+
+    def denoise(x, sigma):
+        batch = x.shape[0]
+        chunks = x[:, index].reshape((batch * num_chunks, chunk_length) + x.shape[2:])
+        sigma = jnp.repeat(jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (batch,)), num_chunks)
+        x0 = denoiser(chunks, sigma).reshape((batch, num_chunks, chunk_length) + x.shape[2:])
+        x0 = x0 * weights.reshape((1,) + weights.shape + (1,) * (x.ndim - 2)).astype(x.dtype)
+        return jnp.zeros_like(x).at[:, index].add(x0)
+
+    return denoise
 
 
 def _chunk_operator(operator, x_shape, start: int, stop: int):

@@ -207,13 +207,13 @@ def ddrm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=
 # --------------------------------------------------------------------------------------
 
 
-def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "gradient"):
-    """DPS (Chung et al. 2023, Alg. 1) as a denoiser wrapper: `D' = D + sigma^2 g` with the
-    likelihood score `g = -xi grad_x ||y - A(D(x))||`.
+def guided_by_residual(denoiser, residual, *, zeta: float = 0.3, normalize: str = "gradient"):
+    """`D' = D + sigma^2 g`, `g = -xi grad_x ||residual(D(x))||` per example (the DPS step rule).
 
     Step sizes: 'gradient' (CQTdiff's reconstruction guidance, Moliner et al. 2023, eq. 9):
     `xi = zeta sqrt(N) / (sigma ||grad||)`, so `x0_hat` moves by `zeta sigma` per coordinate (RMS);
-    'residual' (DPS): `xi = zeta / ||y - A x0_hat||` applied to the gradient of the squared norm.
+    'residual' (DPS, Chung et al. 2023, Alg. 1): `xi = zeta / ||residual||` applied to the gradient
+    of the squared norm.
     """
     if normalize not in ("gradient", "residual"):
         raise ValueError(f"normalize must be 'gradient' or 'residual', got {normalize!r}")
@@ -221,7 +221,8 @@ def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "
     def wrapped(x, sigma):
         def loss(x):
             x0 = denoiser(x, sigma)
-            sq = jnp.sum(operator.support(y - operator.apply(x0)) ** 2, axis=tuple(range(1, y.ndim)))
+            r = residual(x0)
+            sq = jnp.sum(r**2, axis=tuple(range(1, r.ndim)))
             return jnp.sum(jnp.sqrt(sq + 1e-20)), x0
 
         grad, x0 = jax.grad(loss, has_aux=True)(x)  # per example: grad of its own residual norm
@@ -234,6 +235,13 @@ def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "
         return x0 - step
 
     return wrapped
+
+
+def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "gradient"):
+    """DPS (Chung et al. 2023, Alg. 1) as a denoiser wrapper: `guided_by_residual` with the
+    residual `y - A(x0_hat)` (on the operator's support)."""
+    return guided_by_residual(denoiser, lambda x0: operator.support(y - operator.apply(x0)),
+                              zeta=zeta, normalize=normalize)
 
 
 @register_method("dps")

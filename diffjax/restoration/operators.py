@@ -97,6 +97,7 @@ class AbstractOperator(abc.ABC):
     is_linear: ClassVar[bool] = False
     has_svd: ClassVar[bool] = False
     time_invariant: ClassVar[bool] = True  # False: depends on the position (masks), see longform
+    local: ClassVar[bool] = True  # False: spreads samples further than a chunk overlap (reverb)
     noise_sigma: float
 
     @abc.abstractmethod

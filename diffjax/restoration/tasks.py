@@ -20,7 +20,7 @@ import numpy as np
 
 from diffjax import factory, generation, sampling
 from diffjax.restoration import schedules
-from diffjax.restoration.longform import restore_long
+from diffjax.restoration.longform import restore_long, windowed_denoiser
 from diffjax.restoration.methods import get_method
 from diffjax.restoration.operators import GapMask, get_operator
 
@@ -29,14 +29,15 @@ log = logging.getLogger("diffjax")
 TASK_OPERATORS = {"inpaint": "gap", "declip": "hard_clip", "softclip": "soft_clip", "bwe": "butterworth",
                   "upsample": "decimate", "denoise": "identity", "dereverb": "reverb"}
 
-# The evaluation table's tasks: name -> (task, parameters).
+# The evaluation table's tasks: name -> (task, parameters). `seconds` sets the excerpt length when
+# the model's context is too short for the degradation (a 0.5 s reverb tail); default the context.
 EVAL_TASKS = {
     "gap_50ms": ("inpaint", {"gap_seconds": 0.05}),
     "gap_200ms": ("inpaint", {"gap_seconds": 0.2}),
     "declip_3db": ("declip", {"clip_sdr": 3.0}),
     "bwe_4khz": ("bwe", {"cutoff": 4000.0}),
     "denoise_10db": ("denoise", {"snr": 10.0}),
-    "dereverb_0.5s": ("dereverb", {"rt60": 0.5}),
+    "dereverb_0.5s": ("dereverb", {"rt60": 0.5, "seconds": 1.0}),
 }
 
 
@@ -51,6 +52,12 @@ class Model:
     length: int  # the training clip length in samples: the model's context
     channels: int
     step: int
+
+
+def eval_length(task_name: str, model: "Model") -> int:
+    """Samples of the excerpts restored for evaluation task `task_name`."""
+    seconds = EVAL_TASKS[task_name][1].get("seconds")
+    return model.length if seconds is None else max(model.length, int(round(seconds * model.sample_rate)))
 
 
 def _audio_format(config) -> tuple[int, int, int]:
@@ -150,39 +157,46 @@ def steps_within(sampler: str, nfe: int) -> int:
     return steps
 
 
+def restoration_mode(model: Model, operator, length: int) -> str:
+    """'single' (one pass at the input's length), 'chunked' (`longform.restore_long`: other lengths,
+    or a gap longer than a quarter of the context) or 'windowed' (longer inputs under a non-local
+    operator, which cannot be cut: one pass with `longform.windowed_denoiser`)."""
+    if not operator.local:
+        return "windowed" if length > model.length else "single"
+    long_gap = longest_gap_seconds(operator, length) * model.sample_rate > model.length / 4
+    return "chunked" if length != model.length or long_gap else "single"
+
+
 def restore_audio(model: Model, operator, y: jax.Array, *, method: str = "dps", sampler: str = "heun",
                   nfe: int = 50, grid: str = "karras", seed: int = 0, length: Optional[int] = None,
                   overlap_seconds: float = 0.1, **options) -> tuple[jax.Array, dict]:
-    """Restores `x` `[B, length, C]` from `y`; returns `(x, info)` with NFE, seconds and mode.
-
-    Inputs longer than the model's context, or with a gap longer than a quarter of it, are restored
-    in overlapping chunks (`longform.restore_long`), which the info records as mode 'chunked'.
-    """
+    """Restores `x` `[B, length, C]` from `y`; returns `(x, info)` with NFE, seconds and the
+    `restoration_mode` used."""
     length = y.shape[1] if length is None else length
     num_steps = steps_within(sampler, nfe)
     sigmas = sampling.grid_for_process(model.process, grid, num_steps)
     total_nfe = schedules.method_nfe(method, sampler, num_steps, **options)
     key = jax.random.PRNGKey(seed)
-    gap = longest_gap_seconds(operator, length)
-    chunked = length != model.length or gap * model.sample_rate > model.length / 4
+    mode = restoration_mode(model, operator, length)
+    overlap = min(int(round(overlap_seconds * model.sample_rate)), model.length // 2)
     tic = time.time()
-    if chunked:
-        if gap * model.sample_rate > model.length / 4:
+    if mode == "chunked":
+        if longest_gap_seconds(operator, length) * model.sample_rate > model.length / 4:
             log.info("a gap of %.3f s is long for the model's %.3f s context: restoring in chunked mode",
-                     gap, model.length / model.sample_rate)
-        overlap = int(round(overlap_seconds * model.sample_rate)) if length > model.length else 0
+                     longest_gap_seconds(operator, length), model.length / model.sample_rate)
         x = restore_long(method, model.denoiser, operator, y, length=length, chunk_length=model.length,
-                         overlap=min(overlap, model.length // 2), sigmas=sigmas, key=key,
+                         overlap=overlap if length > model.length else 0, sigmas=sigmas, key=key,
                          sampler=sampler, **options)
     else:
+        denoiser = windowed_denoiser(model.denoiser, length=length, chunk_length=model.length,
+                                     overlap=overlap) if mode == "windowed" else model.denoiser
         restore = get_method(method)
         x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(key, 1 << 20), (y.shape[0], length, y.shape[2]))
-        x = jax.jit(lambda y, x_init: restore(model.denoiser, operator, y, x_init, sigmas, key=key,
+        x = jax.jit(lambda y, x_init: restore(denoiser, operator, y, x_init, sigmas, key=key,
                                               sampler=sampler, **options))(y, x_init)
     x = jnp.clip(jax.block_until_ready(x), -1.0, 1.0)
     seconds = time.time() - tic
-    return x, {"nfe": total_nfe, "num_steps": num_steps, "seconds": seconds,
-               "mode": "chunked" if chunked else "single",
+    return x, {"nfe": total_nfe, "num_steps": num_steps, "seconds": seconds, "mode": mode,
                "seconds_per_audio_second": seconds / (x.shape[0] * length / model.sample_rate)}
 
 

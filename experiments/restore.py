@@ -44,7 +44,8 @@ flags.DEFINE_integer("num_gaps", 1, "inpaint: number of evenly spread gaps.")
 flags.DEFINE_float("packet_period", None, "inpaint: periodic packet loss, one gap per period (s).")
 flags.DEFINE_float("clip_sdr", None, "declip: clip to this SDR in dB (simulates).")
 flags.DEFINE_float("clip_threshold", None, "declip: the clipping threshold (default: input peak).")
-flags.DEFINE_float("cutoff", 4000.0, "bwe: low-pass cutoff in Hz.")
+flags.DEFINE_float("cutoff", 4000.0, "bwe: low-pass cutoff in Hz (simulation only for --method blind_bwe, "
+                   "which fits the filter itself).")
 flags.DEFINE_string("filter", "butterworth", "bwe: butterworth | chebyshev | fir | brickwall | stft_brickwall.")
 flags.DEFINE_integer("factor", 2, "upsample: decimation factor.")
 flags.DEFINE_float("snr", None, "denoise: noise at this SNR in dB (simulates).")
@@ -53,7 +54,7 @@ flags.DEFINE_float("rt60", 0.5, "dereverb: RT60 of the synthetic RIR (s).")
 flags.DEFINE_float("drr", 0.0, "dereverb: direct-to-reverberant ratio (dB).")
 flags.DEFINE_string("rir", None, "dereverb: RIR wav file (instead of a synthetic one).")
 # Method knobs.
-flags.DEFINE_float("zeta", None, "dps: guidance strength.")
+flags.DEFINE_float("zeta", None, "dps, blind_bwe: guidance strength.")
 flags.DEFINE_integer("resamples", None, "repaint: passes per jump.")
 flags.DEFINE_float("strength", None, "sdedit: fraction of the grid run.")
 # Evaluation mode.
@@ -66,7 +67,7 @@ flags.DEFINE_string("table", None, "Evaluation: write the markdown table here (d
 
 def _method_options():
     options = {"zeta": FLAGS.zeta, "resamples": FLAGS.resamples, "strength": FLAGS.strength}
-    keep = {"dps": ("zeta",), "repaint": ("resamples",), "sdedit": ("strength",)}
+    keep = {"dps": ("zeta",), "blind_bwe": ("zeta",), "repaint": ("resamples",), "sdedit": ("strength",)}
     return {m: {k: options[k] for k in keys if options[k] is not None} for m, keys in keep.items()}
 
 

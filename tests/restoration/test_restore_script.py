@@ -95,6 +95,19 @@ def test_evaluation_mode_writes_the_table(model, tmp_path):
     assert "| task | method |" in text and "lsd_out" in text and "gap_50ms" in text
 
 
+def test_evaluation_runs_dereverb_on_long_excerpts_and_blind_bwe_only_on_low_passes(model, tmp_path):
+    """dereverb_0.5s needs 1 s excerpts (8 x the smoke model's context): windowed mode; blind_bwe
+    runs on the low-pass task only and reports the cutoff it implies."""
+    ref = tmp_path / "clean"
+    ref.mkdir()
+    _tone(str(ref / "c0.wav"), seconds=1.0)
+    rows = cli.run_evaluation(model, str(ref), tasks=["bwe_4khz", "dereverb_0.5s"], methods=["blind_bwe", "ddnm"],
+                              sampler="euler", nfe=2, seed=0, max_clips=1, table=str(tmp_path / "t.md"), options={})
+    assert [(r["task"], r["method"]) for r in rows] == [("bwe_4khz", "blind_bwe"), ("bwe_4khz", "ddnm"),
+                                                      ("dereverb_0.5s", "ddnm")]
+    assert 250 <= rows[0]["fitted_cutoff_hz"] <= 7600 and np.isfinite(rows[2]["lsd_out"])
+
+
 def test_a_mel_model_is_refused_before_its_weights_load(tmp_path):
     """The quick start's log-mel prior cannot restore waveforms; the message names the config to
     train instead (no checkpoint is needed to find that out)."""

@@ -55,6 +55,8 @@ flags.DEFINE_float("drr", 0.0, "dereverb: direct-to-reverberant ratio (dB).")
 flags.DEFINE_string("rir", None, "dereverb: RIR wav file (instead of a synthetic one).")
 # Method knobs.
 flags.DEFINE_float("zeta", None, "dps, blind_bwe: guidance strength.")
+flags.DEFINE_bool("consistency", False, "dps: also project x0_hat onto A x = y (noise-free tasks; "
+                  "CQTdiff's reconstruction guidance + data consistency).")
 flags.DEFINE_integer("resamples", None, "repaint: passes per jump.")
 flags.DEFINE_float("strength", None, "sdedit: fraction of the grid run.")
 # Evaluation mode.
@@ -66,8 +68,9 @@ flags.DEFINE_string("table", None, "Evaluation: write the markdown table here (d
 
 
 def _method_options():
-    options = {"zeta": FLAGS.zeta, "resamples": FLAGS.resamples, "strength": FLAGS.strength}
-    keep = {"dps": ("zeta",), "blind_bwe": ("zeta",), "repaint": ("resamples",), "sdedit": ("strength",)}
+    options = {"zeta": FLAGS.zeta, "resamples": FLAGS.resamples, "strength": FLAGS.strength,
+               "consistency": FLAGS.consistency or None}
+    keep = {"dps": ("zeta", "consistency"), "blind_bwe": ("zeta",), "repaint": ("resamples",), "sdedit": ("strength",)}
     return {m: {k: options[k] for k in keys if options[k] is not None} for m, keys in keep.items()}
 
 

@@ -246,9 +246,18 @@ def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "
 
 @register_method("dps")
 def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
-        sampler_options=None, zeta: float = 0.3, normalize: str = "gradient"):
-    """Diffusion posterior sampling; see `dps_denoiser`. Works for nonlinear operators (clipping)."""
+        sampler_options=None, zeta: float = 0.3, normalize: str = "gradient", consistency: bool = False):
+    """Diffusion posterior sampling; see `dps_denoiser`. Works for nonlinear operators (clipping).
+
+    `consistency=True` also projects the guided `x0_hat` onto `A x = y` (noise-free operators
+    only): CQTdiff's reconstruction guidance plus data consistency (Moliner et al. 2023, sec. 3.3).
+    """
     guided = dps_denoiser(denoiser, operator, y, zeta=zeta, normalize=normalize)
+    if consistency:
+        if operator.noise_sigma > 0:
+            raise ValueError("dps: consistency=True projects onto A x = y, which a noisy measurement "
+                             "(noise_sigma > 0) does not satisfy; use consistency=False or ddnm/pigdm")
+        guided = (lambda g: lambda x, sigma: operator.project(g(x, sigma), y))(guided)
     return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
                        sampler_options=sampler_options)
 

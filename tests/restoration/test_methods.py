@@ -105,7 +105,9 @@ AUDIO_SIGMAS = sampling.get_grid("karras")(8, 0.002, 10.0)
 
 
 CONSISTENCY = [("replacement", "hard_clip"), ("projection", "brickwall"), ("repaint", "gap"),
-               ("ddnm", "decimate"), ("ddnm", "hard_clip"), ("ddrm", "brickwall"), ("ddrm", "gap")]
+               ("ddnm", "decimate"), ("ddnm", "hard_clip"), ("ddrm", "brickwall"), ("ddrm", "gap"),
+               ("dps", "gap"), ("dps", "hard_clip")]
+CONSISTENCY_OPTIONS = {"repaint": {"jump_length": 2, "resamples": 2}, "dps": {"consistency": True}}
 OPERATOR_PARAMS = {"gap": {"sample_rate": 1000, "gap_seconds": 0.05}, "decimate": {"factor": 4},
                    "brickwall": {"cutoff": 200.0, "sample_rate": 1000}, "hard_clip": {"threshold": 0.2}}
 
@@ -118,8 +120,16 @@ def test_noise_free_methods_are_measurement_consistent(method, name):
     y = op.apply(x_true)
     x_init = AUDIO_SIGMAS[0] * jax.random.normal(jax.random.PRNGKey(8), x_true.shape)
     x = get_method(method)(white_gaussian_denoiser, op, y, x_init, AUDIO_SIGMAS, key=jax.random.PRNGKey(9),
-                           **({"jump_length": 2, "resamples": 2} if method == "repaint" else {}))
+                           **CONSISTENCY_OPTIONS.get(method, {}))
     assert float(jnp.max(jnp.abs(op.apply(x) - y))) < 1e-5
+
+
+def test_dps_consistency_refuses_noisy_measurements():
+    op = get_operator("identity", noise_sigma=0.1)
+    y = jnp.zeros((1, 8, 1))
+    with pytest.raises(ValueError, match="noise_sigma > 0.*ddnm/pigdm"):
+        get_method("dps")(white_gaussian_denoiser, op, y, y, AUDIO_SIGMAS, key=jax.random.PRNGKey(0),
+                          consistency=True)
 
 
 def test_per_example_keys_make_results_batch_independent():

@@ -48,7 +48,8 @@ flags.DEFINE_float("cutoff", 4000.0, "bwe: low-pass cutoff in Hz (simulation onl
                    "which fits the filter itself).")
 flags.DEFINE_string("filter", "butterworth", "bwe: butterworth | chebyshev | fir | brickwall | stft_brickwall.")
 flags.DEFINE_integer("factor", 2, "upsample: decimation factor.")
-flags.DEFINE_float("snr", None, "denoise: noise at this SNR in dB (simulates).")
+flags.DEFINE_float("snr", None, "Measurement noise at this SNR in dB of the clean input (any task; "
+                   "denoise needs it or --noise_sigma; simulates).")
 flags.DEFINE_float("noise_sigma", None, "Known measurement-noise std (any task).")
 flags.DEFINE_float("rt60", 0.5, "dereverb: RT60 of the synthetic RIR (s).")
 flags.DEFINE_float("drr", 0.0, "dereverb: direct-to-reverberant ratio (dB).")

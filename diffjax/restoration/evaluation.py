@@ -34,10 +34,13 @@ def load_references(directory: str, model: Model, *, max_clips: int = 8, length:
     return np.stack(clips)
 
 
-def applicable(method: str, operator) -> bool:
-    """DDRM needs an SVD and blind_bwe a low-pass degradation; the others run with every operator."""
+def applicable(method: str, operator, options=None) -> bool:
+    """DDRM needs an SVD, blind_bwe a low-pass degradation and DPS with `consistency` a noise-free
+    one; the others run with every operator."""
     if method == "blind_bwe":
         return isinstance(operator, LowPass)
+    if method == "dps" and (options or {}).get("consistency"):
+        return operator.noise_sigma == 0
     return method != "ddrm" or operator.has_svd
 
 
@@ -63,8 +66,8 @@ def evaluate(model: Model, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), method
         before = metrics.reference_metrics(task_clean, degraded_view(op, y, task_clean.shape))
         for method in methods:
             METHODS.get(method)
-            if not applicable(method, op):
-                log.info("skipping %s on %s: %s", method, task_name, applicable.__doc__)
+            if not applicable(method, op, (options or {}).get(method)):
+                log.info("skipping %s on %s: not applicable (see evaluation.applicable)", method, task_name)
                 continue
             out, info = restore_audio(model, op, y, method=method, sampler=sampler, nfe=nfe, seed=seed,
                                       **(options or {}).get(method, {}))

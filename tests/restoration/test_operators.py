@@ -174,3 +174,15 @@ def test_unknown_names_and_svd_errors_list_the_valid_ones():
     x = jnp.zeros((1, 16, 1))
     with pytest.raises(ValueError, match="known SVD.*decimate.*mask"):
         get_method("ddrm")(lambda x, s: x, op, x, x + 1.0, jnp.asarray([1.0, 0.0]), key=jax.random.PRNGKey(0))
+
+
+def test_task_snr_adds_measurement_noise_to_any_task():
+    from diffjax.restoration.tasks import task_operator
+
+    x = 0.2 * jax.random.normal(jax.random.PRNGKey(0), (2, 1000, 1))
+    rms = float(jnp.sqrt(jnp.mean(x**2)))
+    op = task_operator("dereverb", 1000, reference=np.asarray(x), rt60=0.3, snr=20.0)
+    assert op.noise_sigma == pytest.approx(rms / 10, rel=1e-5)
+    assert task_operator("dereverb", 1000, reference=np.asarray(x), rt60=0.3).noise_sigma == 0.0
+    assert task_operator("denoise", 1000, reference=np.asarray(x), snr=10.0).noise_sigma == pytest.approx(
+        rms / 10 ** 0.5, rel=1e-5)

@@ -262,7 +262,8 @@ def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=N
                        sampler_options=sampler_options)
 
 
-def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, scale: float = 1.0):
+def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, scale: float = 1.0,
+                   gaussian_bound: bool = True):
     """PiGDM (Song et al. 2023, eqs. 5-8): `D' = D + scale sigma^2 J^T v`, `J = dD/dx`, with
 
         v = A^T (r^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat),   r^2 = sigma^2 d^2 / (sigma^2 + d^2)
@@ -271,6 +272,11 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
     = `(project(x0_hat, y) - x0_hat) / r^2`, which also serves nonlinear operators with a
     consistency projection (clipping), as the paper's pseudo-inverse `h(y)` does.
     For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
+
+    `gaussian_bound` caps the norm of the step `sigma^2 J^T v` at that of the Gaussian prior's,
+    `r^2 v` (where `sigma^2 J = r^2 I`). A learned `J` at large sigma multiplies its errors by
+    sigma^2: unbounded PiGDM took a 10 dB-SNR denoising input to -2.3 dB SI-SDR, bounded to 18.0 dB
+    (2000-step waveform model). On the Gaussian mixture it changes little (docs/restoration.md).
     """
     svd = require_svd("pigdm (noisy measurements)", operator, x_shape) if operator.noise_sigma > 0 else None
 
@@ -283,16 +289,20 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
             gain = svd.s / (r2 * svd.s**2 + operator.noise_sigma**2)
             v = svd.v(gain * svd.ut(operator.support(y - operator.apply(x0)))).astype(x.dtype)
         (g,) = vjp(v)
-        return x0 + scale * sigma**2 * g
+        step = sigma**2 * g
+        if gaussian_bound:
+            step = step * expand_batch(jnp.minimum(1.0, per_example_norm(r2 * v) / (per_example_norm(step) + 1e-12)), x)
+        return x0 + scale * step
 
     return wrapped
 
 
 @register_method("pigdm")
 def pigdm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
-          sampler_options=None, data_std: float = 1.0, scale: float = 1.0):
+          sampler_options=None, data_std: float = 1.0, scale: float = 1.0, gaussian_bound: bool = True):
     """Pseudo-inverse guided diffusion; see `pigdm_denoiser`."""
-    guided = pigdm_denoiser(denoiser, operator, y, x_init.shape, data_std=data_std, scale=scale)
+    guided = pigdm_denoiser(denoiser, operator, y, x_init.shape, data_std=data_std, scale=scale,
+                            gaussian_bound=gaussian_bound)
     return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
                        sampler_options=sampler_options)
 

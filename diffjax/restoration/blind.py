@@ -6,14 +6,15 @@ cutoff `fc`, then falling by `slope` dB per octave,
 
     H(f) = 1 (f < fc),   10^(-slope log2(f / fc) / 20) (f >= fc),
 
-and alternates DPS steps on `x` with gradient steps on `(fc, slope)`. Here the fit is stateless:
-at every denoiser call the least-squares filter of the family is chosen for `x0_hat` from a grid
-of candidates, in closed form per candidate (Parseval on the orthonormal rFFT),
-
-    ||y - H x0||^2 = sum_f |Y_f|^2 - 2 H_f Re(Y_f conj X_f) + H_f^2 |X_f|^2,
-
-and DPS (`methods.dps_denoiser`'s step rule) guides `x0_hat` towards it. So `blind_bwe` is one more
-denoiser wrapper on any sampler; `fit_lowpass` reports the estimate.
+and alternates DPS steps on `x` with gradient steps on `(fc, slope)`, carried across levels. Here
+the fit is stateless, so `blind_bwe` stays one more denoiser wrapper on any sampler: at every
+denoiser call the candidate of a grid (cutoffs x slopes) whose band spectrum of `H x0_hat` best
+matches the band spectrum of `y` in dB, up to a free gain, is chosen (least squares over
+log-spaced bands, floored 60 dB below the peak), and DPS (`methods.guided_by_residual`) guides
+`x0_hat` towards `y` through it. Magnitudes only: an early, phase-incoherent `x0_hat` still shows
+the filter's shape, whereas the waveform least-squares fit `min ||y - H x0_hat||` prefers `H = 0`
+while `x0_hat` is uncorrelated with `y` and collapsed to the lowest cutoff (measured).
+`fit_lowpass` reports the estimate.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffjax.restoration.filters import _irfft, _rfft
 from diffjax.restoration.methods import guided_by_residual, register_method, run_sampler
 
 Array = jax.Array
@@ -42,10 +44,6 @@ def lowpass_family(freqs: np.ndarray, cutoffs, slopes) -> np.ndarray:
 def default_cutoffs(sample_rate: int, num: int = 64) -> np.ndarray:
     """`num` log-spaced candidate cutoffs from 250 Hz to 0.95 Nyquist."""
     return np.geomspace(250.0, 0.95 * sample_rate / 2, num)
-
-
-def _rfft(x):
-    return jnp.fft.rfft(x, axis=1, norm="ortho")
 
 
 def band_matrix(freqs: np.ndarray, num_bands: int = 128, low_hz: float = 50.0) -> np.ndarray:
@@ -79,7 +77,7 @@ def _fit_index(x0: Array, y: Array, family: Array, bands: Array, floor_db: float
 def _filter(x: Array, h: Array) -> Array:
     """`x` `[B, L, ...]` through per-example zero-phase magnitudes `h` `[B, F]`."""
     h = h.reshape(h.shape + (1,) * (x.ndim - 2))
-    return jnp.fft.irfft(h * _rfft(x), n=x.shape[1], axis=1, norm="ortho").astype(x.dtype)
+    return _irfft(h * _rfft(x), x.shape[1]).astype(x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,7 +62,7 @@ def _method_options(method: str, model: Model, options: dict) -> dict:
 
 def run_file(model: Model, path: str, out: str, *, task: str, method: str, sampler: str, nfe: int,
              grid: str, seed: int, stereo: str, simulate: bool, overwrite: bool, params: dict,
-             options: dict) -> dict:
+             options: dict, chunks_per_call: int | None = None) -> dict:
     """Restores `path` into `out` (+ a spectrogram PNG); returns the run's info."""
     METHODS.get(method)  # fail early on an unknown name
     if _same_file(path, out):
@@ -86,7 +86,7 @@ def run_file(model: Model, path: str, out: str, *, task: str, method: str, sampl
             raise ValueError("upsample restores a decimated signal: pass --simulate with a full-rate input")
         y = x
     restored, info = restore_audio(model, op, y, method=method, sampler=sampler, nfe=nfe, grid=grid,
-                                   seed=seed, length=x.shape[1],
+                                   seed=seed, length=x.shape[1], chunks_per_call=chunks_per_call,
                                    **_method_options(method, model, options))
     result = io.resample(_to_file_layout(np.asarray(restored), stereo, model), model.sample_rate,
                          file_rate, name="output")

@@ -55,12 +55,16 @@ def blend_weights(length: int, chunk_length: int, overlap: int) -> np.ndarray:
     return weights / np.stack([total[s:s + chunk_length] for s in starts])
 
 
-def windowed_denoiser(denoiser, *, length: int, chunk_length: int, overlap: int):
+def windowed_denoiser(denoiser, *, length: int, chunk_length: int, overlap: int,
+                      chunks_per_call: int | None = None):
     """`D(x, sigma)` for `x` `[B, length, C]` from a denoiser of context `chunk_length`.
 
     The K chunks of `chunk_starts(length, chunk_length, overlap)` are denoised as one batch
     `[B K, chunk_length, C]` (sigma scalar or `[B]`) and blended by `blend_weights`. A denoiser
-    that acts sample by sample is reproduced exactly (tested).
+    that acts sample by sample is reproduced exactly (tested). `chunks_per_call` bounds memory for
+    long inputs: the chunks go through `lax.map` in groups of that many (times B), each group
+    rematerialised in the backward pass (`jax.checkpoint`), so DPS/PiGDM gradients keep one group's
+    activations at a time instead of all K.
     """
     if length <= chunk_length:
         return denoiser
@@ -68,12 +72,18 @@ def windowed_denoiser(denoiser, *, length: int, chunk_length: int, overlap: int)
     index = starts[:, None] + np.arange(chunk_length)[None, :]  # [K, chunk]
     weights = jnp.asarray(blend_weights(length, chunk_length, overlap))
     num_chunks = len(starts)
+    grouped = chunks_per_call is not None and chunks_per_call < num_chunks
 
     def denoise(x, sigma):
-        batch = x.shape[0]
-        chunks = x[:, index].reshape((batch * num_chunks, chunk_length) + x.shape[2:])
-        sigma = jnp.repeat(jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (batch,)), num_chunks)
-        x0 = denoiser(chunks, sigma).reshape((batch, num_chunks, chunk_length) + x.shape[2:])
+        batch, tail = x.shape[0], x.shape[2:]
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (batch,))
+        chunks = x[:, index]  # [B, K, chunk, C]
+        if grouped:
+            one = jax.checkpoint(lambda c: denoiser(c, sigma))  # c: [B, chunk, C]
+            x0 = jnp.moveaxis(jax.lax.map(one, jnp.moveaxis(chunks, 1, 0), batch_size=chunks_per_call), 0, 1)
+        else:
+            x0 = denoiser(chunks.reshape((batch * num_chunks, chunk_length) + tail),
+                          jnp.repeat(sigma, num_chunks)).reshape(chunks.shape)
         x0 = x0 * weights.reshape((1,) + weights.shape + (1,) * (x.ndim - 2)).astype(x.dtype)
         return jnp.zeros_like(x).at[:, index].add(x0)
 

@@ -169,9 +169,10 @@ def restoration_mode(model: Model, operator, length: int) -> str:
 
 def restore_audio(model: Model, operator, y: jax.Array, *, method: str = "dps", sampler: str = "heun",
                   nfe: int = 50, grid: str = "karras", seed: int = 0, length: Optional[int] = None,
-                  overlap_seconds: float = 0.1, **options) -> tuple[jax.Array, dict]:
+                  overlap_seconds: float = 0.1, chunks_per_call: Optional[int] = None, **options) -> tuple[jax.Array, dict]:
     """Restores `x` `[B, length, C]` from `y`; returns `(x, info)` with NFE, seconds and the
-    `restoration_mode` used."""
+    `restoration_mode` used. `chunks_per_call` bounds the memory of windowed mode
+    (`longform.windowed_denoiser`; 10 s of DPS: peak RSS 3.0 -> 2.0 GB with 8, 47 % slower)."""
     length = y.shape[1] if length is None else length
     num_steps = steps_within(sampler, nfe)
     sigmas = sampling.grid_for_process(model.process, grid, num_steps)
@@ -188,8 +189,8 @@ def restore_audio(model: Model, operator, y: jax.Array, *, method: str = "dps", 
                          overlap=overlap if length > model.length else 0, sigmas=sigmas, key=key,
                          sampler=sampler, **options)
     else:
-        denoiser = windowed_denoiser(model.denoiser, length=length, chunk_length=model.length,
-                                     overlap=overlap) if mode == "windowed" else model.denoiser
+        denoiser = windowed_denoiser(model.denoiser, length=length, chunk_length=model.length, overlap=overlap,
+                                     chunks_per_call=chunks_per_call) if mode == "windowed" else model.denoiser
         restore = get_method(method)
         x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(key, 1 << 20), (y.shape[0], length, y.shape[2]))
         x = jax.jit(lambda y, x_init: restore(denoiser, operator, y, x_init, sigmas, key=key,

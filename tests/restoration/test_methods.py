@@ -196,8 +196,12 @@ def _pointwise_denoiser(x, sigma):
 def test_windowed_denoiser_blends_chunks_into_an_exact_partition_of_unity():
     x = jax.random.normal(jax.random.PRNGKey(3), (2, 700, 1))
     sigma = jnp.asarray([0.1, 2.0])
-    long = windowed_denoiser(_pointwise_denoiser, length=700, chunk_length=256, overlap=64)
-    np.testing.assert_allclose(long(x, sigma), white_gaussian_denoiser(x, sigma[:, None, None]), rtol=1e-5)
+    for per_call in (None, 3):  # one batch; lax.map in groups of 3 of the 4 chunks
+        long = windowed_denoiser(_pointwise_denoiser, length=700, chunk_length=256, overlap=64,
+                                 chunks_per_call=per_call)
+        np.testing.assert_allclose(long(x, sigma), white_gaussian_denoiser(x, sigma[:, None, None]), rtol=1e-5)
+        grad = jax.grad(lambda x: jnp.sum(long(x, sigma) ** 2))(x)  # remat path differentiates too
+        np.testing.assert_allclose(grad, 2 * x * (0.09 / (0.09 + sigma[:, None, None] ** 2)) ** 2, rtol=1e-4)
     weights = blend_weights(700, 256, 64)
     assert weights.shape == (4, 256) and weights.min() > 0 and weights[0, 0] == 1.0  # edges unblended
 
@@ -219,6 +223,8 @@ def test_a_long_dereverb_runs_once_with_the_windowed_denoiser():
     direct = get_method("ddnm")(white_gaussian_denoiser, op, y, x_init, sigmas, key=jax.random.PRNGKey(0),
                                 sampler="euler", data_std=0.3)
     np.testing.assert_allclose(x, jnp.clip(direct, -1, 1), atol=1e-4)
+    grouped, _ = restore_audio(model, op, y, method="ddnm", sampler="euler", nfe=8, data_std=0.3, chunks_per_call=2)
+    np.testing.assert_allclose(grouped, x, atol=1e-5)
 
 
 def test_blind_bwe_fit_recovers_its_own_family_exactly_and_a_butterworth_asymptote():

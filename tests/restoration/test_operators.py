@@ -186,3 +186,20 @@ def test_task_snr_adds_measurement_noise_to_any_task():
     assert task_operator("dereverb", 1000, reference=np.asarray(x), rt60=0.3).noise_sigma == 0.0
     assert task_operator("denoise", 1000, reference=np.asarray(x), snr=10.0).noise_sigma == pytest.approx(
         rms / 10 ** 0.5, rel=1e-5)
+
+
+def test_reverb_reads_a_rir_file_at_any_rate_with_the_direct_path_first(tmp_path):
+    """A measured RIR (8 kHz, 10 ms of silence before the direct path) for a 16 kHz model: resampled,
+    cut at its peak and scaled to a unit direct path; apply equals circular convolution with it."""
+    import soundfile as sf
+
+    sr_file, rng = 8000, np.random.default_rng(0)
+    rir = np.concatenate([np.zeros(80), [0.5], 0.1 * rng.normal(size=800) * np.exp(-np.arange(800) / 200)])
+    path = str(tmp_path / "rir.wav")
+    sf.write(path, rir.astype(np.float32), sr_file)
+    op = get_operator("reverb", sample_rate=16000, rir_path=path)
+    assert float(op.rir[0]) == pytest.approx(1.0) and abs(op.rir.shape[0] - 2 * 801) <= 4
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 4000, 1))
+    h = np.pad(np.asarray(op.rir), (0, 4000 - op.rir.shape[0]))
+    expected = np.real(np.fft.ifft(np.fft.fft(np.asarray(x[0, :, 0])) * np.fft.fft(h)))
+    np.testing.assert_allclose(op.apply(x)[0, :, 0], expected, atol=1e-4)

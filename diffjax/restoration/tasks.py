@@ -36,6 +36,7 @@ EVAL_TASKS = {
     "gap_200ms": ("inpaint", {"gap_seconds": 0.2}),
     "declip_3db": ("declip", {"clip_sdr": 3.0}),
     "bwe_4khz": ("bwe", {"cutoff": 4000.0}),
+    "bwe_1khz": ("bwe", {"cutoff": 1000.0}),  # the embedded music has little energy above 4 kHz
     "denoise_10db": ("denoise", {"snr": 10.0}),
     "dereverb_0.5s": ("dereverb", {"rt60": 0.5, "snr": 30.0, "seconds": 1.0}),  # noise-free, inverse
     # filtering (projection, DDNM) recovers x exactly: 126 dB SI-SDR

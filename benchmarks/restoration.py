@@ -9,7 +9,8 @@
    input/output SI-SDR and LSD, NFE and seconds per second of audio on synth_music eval clips.
 
     python benchmarks/restoration.py --update_doc=docs/restoration.md
-    python benchmarks/restoration.py --workdir runs/waveform --methods=dps,pigdm,ddnm --update_doc=docs/restoration.md
+    python benchmarks/restoration.py --workdir runs/waveform --audio_nfe 35 --num_clips 4 \
+        --methods replacement,ddnm,pigdm,dps,dps+dc,blind_bwe --update_doc=docs/restoration.md
 
 Prints one JSON line per row.
 """

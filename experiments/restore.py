@@ -73,7 +73,8 @@ flags.DEFINE_string("table", None, "Evaluation: write the markdown table here (d
 def _method_options():
     options = {"zeta": FLAGS.zeta, "resamples": FLAGS.resamples, "strength": FLAGS.strength,
                "consistency": FLAGS.consistency or None}
-    keep = {"dps": ("zeta", "consistency"), "blind_bwe": ("zeta",), "repaint": ("resamples",), "sdedit": ("strength",)}
+    keep = {"dps": ("zeta", "consistency"), "blind_bwe": ("zeta",), "repaint": ("resamples",),
+            "sdedit": ("strength",)}
     return {m: {k: options[k] for k in keys if options[k] is not None} for m, keys in keep.items()}
 
 

@@ -64,7 +64,8 @@ def evaluate(model: Model, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), method
         params = {k: v for k, v in params.items() if k != "seconds"}
         op = task_operator(task, model.sample_rate, reference=np.asarray(task_clean), **params)
         # the measurement noise depends on the task's name, not its position: subsets reproduce rows
-        y = op.measure(task_clean, jax.random.fold_in(jax.random.PRNGKey(seed + 1000), zlib.crc32(task_name.encode())))
+        noise_key = jax.random.fold_in(jax.random.PRNGKey(seed + 1000), zlib.crc32(task_name.encode()))
+        y = op.measure(task_clean, noise_key)
         before = metrics.reference_metrics(task_clean, degraded_view(op, y, task_clean.shape))
         for method in methods:
             METHODS.get(method)

@@ -292,7 +292,8 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
         (g,) = vjp(v)
         step = sigma**2 * g
         if gaussian_bound:
-            step = step * expand_batch(jnp.minimum(1.0, per_example_norm(r2 * v) / (per_example_norm(step) + 1e-12)), x)
+            ratio = per_example_norm(r2 * v) / (per_example_norm(step) + 1e-12)
+            step = step * expand_batch(jnp.minimum(1.0, ratio), x)
         return x0 + scale * step
 
     return wrapped

@@ -63,15 +63,9 @@ def _band_db(power: Array, bands: Array, floor_db: float) -> Array:
     return 10.0 * jnp.log10(jnp.maximum(p, jnp.max(p, axis=-1, keepdims=True) * 10 ** (floor_db / 10) + 1e-30))
 
 
-def _fit_index(x0: Array, y: Array, family: Array, bands: Array, floor_db: float) -> Array:
-    """Per example, the candidate `H` whose band spectrum of `H x0` best matches that of `y` in
-    dB up to a free gain (least squares over bands): `[B]`. Magnitudes only, so a phase-incoherent
-    `x0_hat` (early, noisy levels) still gives the filter's shape."""
-    reduce = tuple(range(2, x0.ndim))  # channels
-    p_x = jnp.sum(jnp.abs(_rfft(x0)) ** 2, axis=reduce)  # [B, F]
-    p_y = jnp.sum(jnp.abs(_rfft(y)) ** 2, axis=reduce)
-    e = _band_db(p_y, bands, floor_db)[:, None, :] - _band_db(p_x[:, None, :] * family[None] ** 2, bands, floor_db)
-    return jnp.argmin(jnp.var(e, axis=2), axis=1)  # [B]; the free gain is the mean of e
+def _power(x: Array) -> Array:
+    """Per-bin power `[B, F]` of `x` `[B, L, ...]`, summed over channels."""
+    return jnp.sum(jnp.abs(_rfft(x)) ** 2, axis=tuple(range(2, x.ndim)))
 
 
 def _filter(x: Array, h: Array) -> Array:
@@ -98,14 +92,22 @@ class Fit:
         return cls(cutoffs, np.asarray(slopes, np.float64), jnp.asarray(family),
                    jnp.asarray(band_matrix(freqs)), float(floor_db))
 
-    def index(self, x0: Array, y: Array) -> Array:
-        return _fit_index(x0, y, self.family, self.bands, self.floor_db)
+    def target(self, y: Array) -> Array:
+        """The band spectrum of the measurement in dB, `[B, N]` (computed once per restoration)."""
+        return _band_db(_power(y), self.bands, self.floor_db)
+
+    def index(self, x0: Array, y_db: Array) -> Array:
+        """Per example, the candidate `H` whose band spectrum of `H x0` best matches `y_db` in dB up
+        to a free gain (least squares over bands): `[B]`. Magnitudes only, so a phase-incoherent
+        `x0_hat` (early, noisy levels) still gives the filter's shape."""
+        model_db = _band_db(_power(x0)[:, None, :] * self.family[None] ** 2, self.bands, self.floor_db)
+        return jnp.argmin(jnp.var(y_db[:, None, :] - model_db, axis=2), axis=1)  # free gain: the mean
 
 
 def fit_lowpass(x: Array, y: Array, sample_rate: int, *, cutoffs=None, slopes=DEFAULT_SLOPES):
     """The (cutoff Hz, slope dB/octave) of BABE's family that best maps `x` to `y`, per example."""
     fit = Fit.build(x.shape[1], sample_rate, cutoffs, slopes)
-    index = fit.index(x, y)
+    index = fit.index(x, fit.target(y))
     return jnp.asarray(fit.cutoffs)[index // len(slopes)], jnp.asarray(fit.slopes)[index % len(slopes)]
 
 
@@ -113,9 +115,10 @@ def blind_bwe_denoiser(denoiser, y, sample_rate: int, *, cutoffs=None, slopes=DE
                        zeta: float = 0.3, normalize: str = "gradient"):
     """DPS with the filter refitted to every `x0_hat` (held fixed inside the gradient)."""
     fit = Fit.build(y.shape[1], sample_rate, cutoffs, slopes)
+    y_db = fit.target(y)
 
     def residual(x0):
-        h = fit.family[fit.index(jax.lax.stop_gradient(x0), y)]
+        h = fit.family[fit.index(jax.lax.stop_gradient(x0), y_db)]
         return y - _filter(x0, h)
 
     return guided_by_residual(denoiser, residual, zeta=zeta, normalize=normalize)

@@ -67,6 +67,11 @@ def require_svd(method: str, operator, x_shape) -> "object":
     return operator.svd(tuple(x_shape))
 
 
+def projected_denoiser(denoiser, operator, y):
+    """`D'(x, sigma) = project(D(x, sigma), y)`: the estimate made measurement-consistent."""
+    return lambda x, sigma: operator.project(denoiser(x, sigma), y)
+
+
 def compose_hooks(*hooks):
     hooks = [h for h in hooks if h is not None]
     if not hooks:
@@ -257,7 +262,7 @@ def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=N
         if operator.noise_sigma > 0:
             raise ValueError("dps: consistency=True projects onto A x = y, which a noisy measurement "
                              "(noise_sigma > 0) does not satisfy; use consistency=False or ddnm/pigdm")
-        guided = (lambda g: lambda x, sigma: operator.project(g(x, sigma), y))(guided)
+        guided = projected_denoiser(guided, operator, y)
     return run_sampler(guided, x_init, sigmas, key=key, sampler=sampler, anchor=anchor,
                        sampler_options=sampler_options)
 
@@ -318,7 +323,7 @@ def ddnm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0):
     (a smooth form of DDNM+'s clipped `lambda`); the sampler keeps its own noise schedule.
     """
     if operator.noise_sigma == 0:
-        return lambda x, sigma: operator.project(denoiser(x, sigma), y)
+        return projected_denoiser(denoiser, operator, y)
     svd = require_svd("ddnm (noisy measurements)", operator, x_shape)
     measured = svd.s > 0
     y_bar = jnp.where(measured, svd.ut(y) / jnp.where(measured, svd.s, 1.0), 0.0)

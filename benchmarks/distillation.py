@@ -119,11 +119,11 @@ def measure(name: str, workdir: str, sampler: str, steps: int, grid: str, refere
 def rows(teacher: str, students: list[str], embedder) -> list[dict]:
     config, _, _ = checkpoint.load_for_sampling(teacher)
     dataset = factory.build_dataset(config)
-    real = np.asarray(dataset.batch(0, FLAGS.num, seed=123)["audio"])
+    real = np.asarray(dataset.batch(0, FLAGS.num, seed=123)["x"])
     reference = embed_all(embedder, real)["embedding"]
     grid = config.sampling.grid
     out = [{"model": "data (training clips)", "nfe": 0, "fd_mel": round(frechet_distance_features(
-        embed_all(embedder, np.asarray(dataset.batch(1, FLAGS.num, seed=7)["audio"]))["embedding"], reference), 3),
+        embed_all(embedder, np.asarray(dataset.batch(1, FLAGS.num, seed=7)["x"]))["embedding"], reference), 3),
         "flatness": round(spectral_flatness(real), 4),
         "pitch": round(pitch_confidence(real, dataset.sample_rate), 3)}]
     for budget in FLAGS.teacher_nfes:

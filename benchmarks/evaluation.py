@@ -56,7 +56,7 @@ def held_out(num: int) -> dict:
 
 def fake_generators(data: dict) -> dict:
     """name -> generate_fn(seeds, labels) over held-out data (seed i uses example i)."""
-    audio, label = data["audio"], data["label"]
+    audio, label = data["x"], data["label"]
     by_class = {c: np.flatnonzero(label == c) for c in np.unique(label)}
 
     def of_class(seeds, labels):

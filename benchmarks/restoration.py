@@ -101,7 +101,7 @@ def audio_rows() -> list[dict]:
 
     model = load_model(FLAGS.workdir)
     dataset = dataclasses.replace(build_dataset(model.config).eval, crop_seconds=None)
-    clean = dataset.batch(0, FLAGS.num_clips, seed=0)["audio"]  # whole clips, cut per task (eval_length)
+    clean = dataset.batch(0, FLAGS.num_clips, seed=0)["x"]  # whole clips, cut per task (eval_length)
     options = {m: {"data_std": float(model.config.precond.sigma_data)} for m in ("pigdm", "ddnm")}
     options["dps"] = options["blind_bwe"] = {"zeta": 1.0}
     tic = time.time()

@@ -33,7 +33,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from diffjax import toy  # noqa: E402
-from diffjax.sampling import (SAMPLER_INFO, SAMPLERS, get_grid, get_sampler, initial_noise,  # noqa: E402
+from diffjax.sampling import (SAMPLERS, get_grid, get_sampler, initial_noise,  # noqa: E402
                               nfe, seed_keys)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def quality(dataset, dim, num, peer_python, rows):
           "energy_distance": floor, "ode_error": None}, rows)
 
     def score(name, grid_label, x, cost, budget):
-        deterministic = not SAMPLER_INFO[name].stochastic if name in SAMPLER_INFO else True
+        deterministic = not SAMPLERS.meta(name)["stochastic"] if name in SAMPLERS else True
         err = float(jnp.sqrt(jnp.mean(jnp.sum((x - reference) ** 2, -1)))) if deterministic else None
         emit({"bench": "samplers", "dataset": dataset, "sampler": name, "grid": grid_label, "nfe": cost,
               "budget": budget, "energy_distance": float(toy.energy_distance(jnp.asarray(x), exact)), "ode_error": err}, rows)

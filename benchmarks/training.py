@@ -41,7 +41,7 @@ def train_speed(config, steps: int) -> dict:
     dataset = factory.build_dataset(config)
     codec = generation.build_codec(config)
     batch = dataset.batch(0, config.training.batch_size, seed=0)
-    example = codec.encode(jnp.asarray(batch["audio"][:2]))
+    example = codec.encode(jnp.asarray(batch["x"][:2]))
     params = factory.init_params(model, example, jax.random.PRNGKey(0))
     tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
     decays = [ema_decay(h, config.training.batch_size) for h in config.training.ema_halflife_examples]

@@ -4,8 +4,8 @@
     python experiments/train_classifier.py --config configs/classifier.py:smoke --workdir /tmp/clf
     # any labelled folder (labels = top-level sub-folder names):
     python experiments/train_classifier.py --config configs/classifier.py --workdir runs/clf_folder \
-        --config.data.name=folder --config.data.root=/data/sounds --config.data.cache_dir=runs/clf_folder \
-        --config.data.labels_from_dirs=True
+        --config.data.name=folder --config.data.folder.root=/data/sounds \
+        --config.data.cache_dir=runs/clf_folder --config.data.folder.labels_from_dirs=True
 
 The data section must match the generated audio's sample rate (the classifier refuses other
 rates); clip length may differ (the network pools over time). See docs/evaluation.md.
@@ -17,18 +17,29 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Labelled data: `name` in diffjax.data.DATASETS, other keys its kwargs; 'label' is the class.
+    # Labelled data: `name` in diffjax.data.DATASETS; 'label' is the class. The keys at the top
+    # are taken by every audio dataset, each dataset's own keys are in its sub-section (an unknown
+    # key is an error), as in configs/default.py.
     config.data = ml_collections.ConfigDict()
     config.data.name = "synth_music"
     config.data.sample_rate = 16000
-    config.data.clip_seconds = 1.0
-    config.data.num_train = 4096  # renders in ~20 s once, then cached; more clips = less overfit
-    config.data.num_eval = 512    # held-out clips for the reported accuracy
-    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # folder: manifest cache
+    config.data.crop_seconds = 1.0  # synth_music: whole clips (= clip_seconds); folder: random crops
+    config.data.channels = 1
+    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered clips / manifest
+    config.data.synth_music = ml_collections.ConfigDict()
+    config.data.synth_music.clip_seconds = 1.0
+    config.data.synth_music.num_train = 4096  # renders in ~20 s once, then cached; more clips = less overfit
+    config.data.synth_music.num_eval = 512    # held-out clips for the reported accuracy
+    config.data.synth_music.seed = 0
+    config.data.synth_music.instruments = ml_collections.config_dict.placeholder(tuple)
     # name = "folder" (diffjax.audio.datasets.AudioFolder): the audio directory, and labels from its
-    # top-level sub-folders. Keys a dataset does not take are ignored, so one section serves all.
-    config.data.root = ml_collections.config_dict.placeholder(str)
-    config.data.labels_from_dirs = False
+    # top-level sub-folders.
+    config.data.folder = ml_collections.ConfigDict()
+    config.data.folder.root = ml_collections.config_dict.placeholder(str)
+    config.data.folder.labels_from_dirs = False
+    config.data.folder.eval_fraction = 0.05
+    config.data.folder.normalize = False
+    config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)
 
     # Network (AudioClassifier kwargs; num_classes and sample_rate come from the data).
     config.classifier = ml_collections.ConfigDict()
@@ -68,9 +79,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 def apply_smoke(config: ml_collections.ConfigDict) -> None:
     """Tiny shapes and few steps for CPU tests: 8 kHz, half-second clips."""
     config.data.sample_rate = 8000
-    config.data.clip_seconds = 0.5
-    config.data.num_train = 256
-    config.data.num_eval = 64
+    config.data.synth_music.clip_seconds = 0.5
+    config.data.crop_seconds = 0.5
+    config.data.synth_music.num_train = 256
+    config.data.synth_music.num_eval = 64
     config.classifier.n_fft = 256
     config.classifier.hop = 64
     config.classifier.n_mels = 32

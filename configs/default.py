@@ -14,40 +14,60 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0  # data order, init and per-step keys all derive from it
 
-    # Data: `name` in diffjax.data.DATASETS; other keys are the dataset's kwargs. The embedded
-    # dataset is synthesised music (notes of 6 instrument families, chords, arpeggios, drums),
-    # rendered deterministically on first use and cached.
+    # Data: `name` in diffjax.data.DATASETS (synth_music | folder; gaussian | gmm in toy_gmm.py).
+    # The keys at the top are taken by every audio dataset; a sub-section named after a dataset
+    # holds its own keys and is used only when that dataset is chosen, so
+    # `--config.data.name=folder --config.data.folder.root=DIR` switches datasets. A key the chosen
+    # dataset does not take is an error that lists the keys it takes.
     config.data = ml_collections.ConfigDict()
     config.data.name = "synth_music"
     config.data.sample_rate = 16000  # Hz; explicit, never inferred
-    config.data.clip_seconds = 1.0  # length of the rendered clips
     config.data.crop_seconds = 1.0  # training crops (here whole clips); 0.25 s for waveforms
-    config.data.num_train = 512
-    config.data.num_eval = 64
     config.data.channels = 1
-    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered data; None: ~/.cache/diffjax
+    # Rendered clips (synth_music), the manifest (folder); None: $XDG_CACHE_HOME/diffjax, else
+    # ~/.cache/diffjax.
+    config.data.cache_dir = ml_collections.config_dict.placeholder(str)
+    # The embedded dataset: synthesised music (notes of 6 instrument families, chords, arpeggios,
+    # drums), rendered deterministically on first use and cached.
+    config.data.synth_music = ml_collections.ConfigDict()
+    config.data.synth_music.clip_seconds = 1.0  # length of the rendered clips
+    config.data.synth_music.num_train = 512
+    config.data.synth_music.num_eval = 64
+    config.data.synth_music.seed = 0  # the synthesis seed (the data order comes from `config.seed`)
     # A subset of synth.INSTRUMENTS, e.g. ("flute", "clarinet", "brass", "pluck", "bell", "epiano")
     # for pitched music only; None: all nine.
-    config.data.instruments = ml_collections.config_dict.placeholder(tuple)
-    # name = "folder" (diffjax.audio.datasets.AudioFolder): the audio directory, and labels from its
-    # top-level sub-folders. Keys a dataset does not take are ignored, so one section serves all.
-    config.data.root = ml_collections.config_dict.placeholder(str)
-    config.data.labels_from_dirs = False
+    config.data.synth_music.instruments = ml_collections.config_dict.placeholder(tuple)
+    # A folder of wav/flac/ogg files (diffjax.audio.datasets.AudioFolder), searched recursively.
+    config.data.folder = ml_collections.ConfigDict()
+    config.data.folder.root = ml_collections.config_dict.placeholder(str)  # required for 'folder'
+    config.data.folder.labels_from_dirs = False  # label = top-level sub-folder
+    config.data.folder.eval_fraction = 0.05  # files hashed into the eval split, in (0, 1)
+    config.data.folder.normalize = False  # peak-normalise each file
+    config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)  # e.g. -50: skip silence
 
     # Representation the model works in (diffjax.audio.codecs): mel | waveform | complex_stft.
     # The quick start diffuses log-mel frames (Riffusion-style magnitude diffusion) and decodes
     # them by NNLS + Griffin-Lim: on 2 CPU cores its samples are pitched within 10 minutes, which
     # no waveform or complex-STFT variant we measured was (README, "What the quick start gives").
-    # Keys a codec does not take are ignored; the sample rate comes from `data`.
+    # Each codec's keys are in a sub-section named after it ('waveform' takes none), so
+    # `--config.codec.name=complex_stft` switches codecs; the sample rate comes from `data`.
     config.codec = ml_collections.ConfigDict()
     config.codec.name = "mel"
-    config.codec.n_mels = 128  # 80 bands lose pitch in the Griffin-Lim round trip (pYIN 0.16 vs 0.28)
-    config.codec.n_fft = 1024
-    config.codec.hop = 256  # 1 s -> 63 frames
-    config.codec.offset = -7.0  # z = (log mel - offset) / scale: mean ~0 and RMS 1.02 on synth_music
-    config.codec.scale = 4.5
-    config.codec.layout = "frames"  # [B, T, n_mels]: mel bands as channels of a UNet1D over time
-    config.codec.griffin_lim_iters = 32
+    config.codec.mel = ml_collections.ConfigDict()
+    config.codec.mel.n_mels = 128  # 80 bands lose pitch in the Griffin-Lim round trip (pYIN 0.16 vs 0.28)
+    config.codec.mel.n_fft = 1024
+    config.codec.mel.hop = 256  # 1 s -> 63 frames
+    config.codec.mel.offset = -7.0  # z = (log mel - offset) / scale: mean ~0 and RMS 1.02 on synth_music
+    config.codec.mel.scale = 4.5
+    config.codec.mel.layout = "frames"  # [B, T, n_mels]: mel bands as channels of a UNet1D over time
+    config.codec.mel.griffin_lim_iters = 32
+    # Amplitude-compressed complex STFT (SGMSE; configs/spectrogram.py): F = n_fft // 2 + 1 = 256.
+    config.codec.complex_stft = ml_collections.ConfigDict()
+    config.codec.complex_stft.n_fft = 510
+    config.codec.complex_stft.hop = 128
+    config.codec.complex_stft.alpha = 0.5  # |c|^alpha compression
+    config.codec.complex_stft.beta = 1.0
+    config.codec.complex_stft.layout = "tf"  # tf: [B, T, F, 2C] (UNet2D) | frames: [B, T, F * 2C]
 
     # Forward process: ve | vp | subvp | edm | cosine | flow (diffjax.sde.SDES), with paper defaults.
     config.sde = ml_collections.ConfigDict()
@@ -135,10 +155,10 @@ MODEL_OVERRIDES = ("channels", "channel_mults", "strides", "num_res_blocks", "at
 def apply_smoke(config: ml_collections.ConfigDict) -> None:
     """Tiny shapes and few steps for CPU tests."""
     if config.data.name == "synth_music":
-        config.data.clip_seconds = 0.25
+        config.data.synth_music.clip_seconds = 0.25
         config.data.crop_seconds = 0.125  # 2000 samples
-        config.data.num_train = 16
-        config.data.num_eval = 8
+        config.data.synth_music.num_train = 16
+        config.data.synth_music.num_eval = 8
     if "size" in config.model:
         config.model.size = "tiny"
         for key in MODEL_OVERRIDES:

@@ -10,7 +10,14 @@ from configs import default
 
 def get_config(arg: str = ""):
     config = default.get_config()
-    config.data = ml_collections.ConfigDict(dict(name="gmm", dim=2, num_modes=8, radius=1.0, std=0.1))
+    # Toy data (diffjax.toy): `dim` and `std` are taken by both; each one's own keys are in its
+    # sub-section, so `--config.data.name=gaussian` switches to a single Gaussian.
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "gmm"  # gmm | gaussian
+    config.data.dim = 2
+    config.data.std = 0.1  # per-mode std (gmm), the std (gaussian)
+    config.data.gmm = ml_collections.ConfigDict(dict(num_modes=8, radius=1.0, seed=0))  # seed: mode directions for dim > 2
+    config.data.gaussian = ml_collections.ConfigDict(dict(mean=0.0))
     del config["codec"]
     config.model = ml_collections.ConfigDict(dict(name="mlp", width=128, depth=3, num_classes=0))
     config.precond.sigma_data = 0.71  # sqrt(radius^2 / 2 + std^2) for 8 modes on the unit circle

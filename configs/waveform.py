@@ -15,7 +15,7 @@ from configs import default
 def get_config(arg: str = ""):
     config = default.get_config()
     config.data.crop_seconds = 0.25  # 4000 samples
-    config.codec = ml_collections.ConfigDict(dict(name="waveform"))
+    config.codec.name = "waveform"  # takes no keys; the other codecs' sub-sections are ignored
     config.model = ml_collections.ConfigDict(dict(name="unet1d", size="small", num_classes=0,
                                                   dtype="float32"))
     config.precond.sigma_data = 0.22  # waveform RMS of synth_music (experiments/estimate_sigma_data.py)

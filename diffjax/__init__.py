@@ -5,45 +5,21 @@ Every process is `alpha(t), sigma(t)`; in the VE view `x/alpha, sigma/alpha` the
 
     import diffjax
     diffjax.list_registries()   # {'sde': ['cosine', 'edm', ...], 'sampler': [...], ...}
+
+Importing `diffjax` imports the whole library (not the jobs layer, `diffjax.jobs`), so every
+registry is filled.
 """
 from __future__ import annotations
 
-import importlib
+from diffjax import registry
+from diffjax import sde, precond, losses, guidance, conditioners, data, toy  # noqa: F401
+from diffjax import sampling, models, audio  # noqa: F401
+from diffjax import likelihood, restoration, distillation, evaluation  # noqa: F401
+from diffjax import model  # noqa: F401
 
-__version__ = "0.1.0"
-
-# (module, registry attribute) for every registered concept; modules that do not exist yet are skipped.
-_REGISTRIES = [
-    ("diffjax.sde", "SDES"),
-    ("diffjax.precond", "PRECONDS"),
-    ("diffjax.losses", "NOISE_LEVELS"),
-    ("diffjax.losses", "WEIGHTINGS"),
-    ("diffjax.sampling", "GRIDS"),
-    ("diffjax.sampling", "SAMPLERS"),
-    ("diffjax.likelihood", "DIVERGENCES"),
-    ("diffjax.guidance", "GUIDANCE"),
-    ("diffjax.restoration", "OPERATORS"),
-    ("diffjax.restoration", "METHODS"),
-    ("diffjax.models", "MODELS"),
-    ("diffjax.audio", "CODECS"),
-    ("diffjax.evaluation", "EMBEDDERS"),
-    ("diffjax.data", "DATASETS"),
-]
+__version__ = "0.2.0"
 
 
 def list_registries() -> dict[str, list[str]]:
     """Every registry's concept name mapped to its registered names (one call lists them all)."""
-    importlib.import_module("diffjax.toy")  # registers the toy datasets
-    for module in ("diffjax.audio",):
-        try:
-            importlib.import_module(module)  # registers audio datasets and codecs
-        except ModuleNotFoundError:
-            pass
-    listing = {}
-    for module_name, attribute in _REGISTRIES:
-        try:
-            registry = getattr(importlib.import_module(module_name), attribute)
-        except (ModuleNotFoundError, AttributeError):
-            continue
-        listing[registry.concept] = registry.names()
-    return listing
+    return {r.concept: r.names() for r in registry.all_registries()}

@@ -11,6 +11,11 @@ so with responsibilities `r_k(x~) = p(k | x~)` everything below is closed form:
 
 and for a process in time, `x_t = alpha x~` has `log p_t(x) = log p_sigma~(x/alpha) - D log alpha`.
 These are the oracles of the closed-form tests (STYLE rule 24a).
+
+A mixture is also a dataset (`diffjax.data.AbstractDataset`, registered as 'gaussian' and 'gmm'):
+its batches are `{"x": [b, D], "mask": ones [b, 1], "label": component [b]}`, and its
+`closed_form` is the mixture itself, so code asks `dataset.closed_form` for the exact denoiser,
+score and density instead of checking the class.
 """
 from __future__ import annotations
 
@@ -22,19 +27,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax.data import DATASETS
+from diffjax.data import DATASETS, AbstractDataset, host_share
 from diffjax.sde import AbstractProcess
 
 Array = jax.Array
 
 
+SPLITS = ("train", "eval")
+
+
 @flax.struct.dataclass
-class GaussianMixture:
-    """`sum_k weights[k] N(means[k], diag(stds[k]^2))`. Shapes: weights [K], means [K, D], stds [K, D]."""
+class GaussianMixture(AbstractDataset):
+    """`sum_k weights[k] N(means[k], diag(stds[k]^2))`. Shapes: weights [K], means [K, D], stds [K, D].
+
+    `split` picks the stream of samples `batch` draws ('eval': independent of 'train's).
+    """
 
     weights: Array
     means: Array
     stds: Array
+    split: str = flax.struct.field(pytree_node=False, default="train")
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}; got {self.split!r}")
 
     @property
     def dim(self) -> int:
@@ -42,7 +58,29 @@ class GaussianMixture:
 
     @property
     def num_classes(self) -> int:
+        """The number of components; `batch["label"]` is the component of each example."""
         return self.means.shape[0]
+
+    # ----- dataset interface -----
+    @property
+    def example_shape(self) -> tuple[int]:
+        return (self.dim,)
+
+    @property
+    def sample_rate(self) -> None:
+        return None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(f"mode_{k}" for k in range(self.num_classes))
+
+    @property
+    def eval(self) -> "GaussianMixture":
+        return self.replace(split="eval")
+
+    @property
+    def closed_form(self) -> "GaussianMixture":
+        return self
 
     # ----- sampling -----
     def sample_with_labels(self, key: Array, num: int) -> tuple[Array, Array]:
@@ -57,18 +95,17 @@ class GaussianMixture:
 
     def batch(self, step: int, batch_size: int, *, seed: int = 0, process_index: int = 0,
               process_count: int = 1) -> dict:
-        """This host's share of the global batch for `step`: {'x': [b, D], 'label': [b]}.
+        """This host's share of the global batch for `step`: {'x': [b, D], 'mask': [b, 1], 'label': [b]}.
 
-        The global batch is drawn from `fold_in(PRNGKey(seed), step)` and host i takes rows
-        [i b, (i + 1) b): a resumed run sees the same data, and the global batch does not depend on
-        the number of hosts.
+        The global batch is drawn from `fold_in(PRNGKey(seed), step)` (the eval split folds in 1
+        more) and host i takes rows [i b, (i + 1) b): a resumed run sees the same data, and the
+        global batch does not depend on the number of hosts.
         """
-        if batch_size % process_count:
-            raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+        share = host_share(batch_size, process_index, process_count)
         x, labels = _toy_batch(self, seed, step, batch_size)
-        share = batch_size // process_count
         rows = slice(process_index * share, (process_index + 1) * share)
-        return {"x": x[rows], "label": labels[rows].astype(jnp.int32)}
+        return {"x": x[rows], "mask": jnp.ones((share, 1), x.dtype),
+                "label": labels[rows].astype(jnp.int32)}
 
     # ----- VE view -----
     def _component_terms(self, x: Array, sigma: Array):
@@ -143,7 +180,9 @@ def _mode_assignment(samples, mixture, num_stds):
 
 @functools.partial(jax.jit, static_argnums=3)
 def _toy_batch(mixture, seed, step, num):
-    return mixture.sample_with_labels(jax.random.fold_in(jax.random.PRNGKey(seed), step), num)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+    key = key if mixture.split == "train" else jax.random.fold_in(key, 1)
+    return mixture.sample_with_labels(key, num)
 
 
 @DATASETS.register("gaussian")

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 from diffjax.logs import setup_logging  # noqa: E402
 
-from diffjax.sample_job import SampleRequest, run_sample_request  # noqa: E402
+from diffjax.jobs import SampleRequest, run_sample_request  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 flags.DEFINE_string("sampler", None, "Registered sampler name (default: the config's).")
@@ -29,6 +29,7 @@ flags.DEFINE_float("cfg", None, "Classifier-free guidance scale (1 = conditional
 flags.DEFINE_string("init", None, "SDEdit: a wav to vary (resampled to the model's rate).")
 flags.DEFINE_float("strength", 0.5, "SDEdit strength in (0, 1]: 1 samples from scratch.")
 flags.DEFINE_integer("ema", 0, "EMA index (-1: raw weights).")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_string("out", None, "Output directory.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
@@ -40,7 +41,7 @@ def main(argv):
     request = SampleRequest(workdir=FLAGS.workdir, sampler=FLAGS.sampler, grid=FLAGS.grid, nfe=FLAGS.nfe,
                             num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch, label=FLAGS["class"].value,
                             cfg_scale=FLAGS.cfg, init=FLAGS.init, strength=FLAGS.strength,
-                            ema_index=FLAGS.ema, out=FLAGS.out)
+                            ema_index=FLAGS.ema, step=FLAGS.step, out=FLAGS.out)
     print(run_sample_request(request))
 
 

@@ -11,10 +11,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from diffjax.logs import setup_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from diffjax.training import parallel, train_and_evaluate  # noqa: E402
+from diffjax.jobs import train_and_evaluate  # noqa: E402
+from diffjax.logs import setup_logging  # noqa: E402
+from diffjax.training import parallel  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:smoke]).",
@@ -30,8 +31,7 @@ def main(argv):
     del argv
     setup_logging()
     parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
-    results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    print(results)
+    print(train_and_evaluate(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == "__main__":

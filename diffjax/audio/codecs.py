@@ -1,9 +1,11 @@
 """Representations the diffusion model works in, registered in `CODECS` by config name.
 
-A codec is a frozen dataclass with
-    encode(audio [B, L, C]) -> z                  (jittable, pure jnp)
+A codec is a frozen dataclass implementing `AbstractCodec`:
+    encode(audio [B, L, C]) -> z                  (jittable)
     decode(z, length) -> audio [B, length, C]     (exact inverse where invertible)
     sigma_data(z, mask=None) -> float             (RMS of z, the EDM sigma_data)
+    latent_shape(length, channels) -> shape of one encoded example
+    is_identity, decode_is_differentiable         (class-level facts; ask these, not the name)
 
 - 'waveform': identity, z = audio [B, L, C].
 - 'complex_stft': amplitude-compressed complex STFT (SGMSE, Welker et al. 2022, eq. 1;
@@ -20,9 +22,11 @@ exact wherever that sum is non-zero (everywhere, for hop <= n_fft / 2).
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +37,7 @@ from diffjax.registry import Registry
 CODECS = Registry("codec")
 
 
-def get_codec(name: str, **kwargs):
+def get_codec(name: str, **kwargs) -> "AbstractCodec":
     """Builds the codec registered as `name` with its keyword arguments."""
     return CODECS.get(name)(**kwargs)
 
@@ -107,10 +111,53 @@ def rms(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 # Codecs
 # ---------------------------------------------------------------------------------------------
 
+_FACTS = ("is_identity", "decode_is_differentiable")
+
+
+class AbstractCodec(abc.ABC):
+    """The representation the network works in: waveform [B, L, C] <-> z.
+
+    Class-level facts every codec states (restoration and likelihood ask these, never the name):
+      is_identity: `encode` returns the waveform itself (z = audio [B, L, C]).
+      decode_is_differentiable: `jax.grad` flows through `decode` (it is jnp, not a host callback),
+        so posterior samplers such as DPS can differentiate a waveform-domain loss through it.
+    """
+
+    is_identity: ClassVar[bool]
+    decode_is_differentiable: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        missing = [f for f in _FACTS if type(vars(cls).get(f)) is not bool]
+        if missing:
+            raise TypeError(f"codec {cls.__name__} must state {missing} as bool class attributes")
+
+    @abc.abstractmethod
+    def encode(self, audio: jax.Array) -> jax.Array:
+        """audio [B, L, C] -> z [B, ...] (jittable)."""
+
+    @abc.abstractmethod
+    def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
+        """z [B, ...] -> audio [B, length, C] (`length` defaults to what z covers)."""
+
+    def sigma_data(self, z: jax.Array, mask: jax.Array | None = None) -> float:
+        """RMS of z over all entries (over mask > 0 only, if given): EDM's sigma_data. A sine of
+        amplitude A gives A / sqrt(2) as a waveform."""
+        return float(rms(z, mask))
+
+    def latent_shape(self, length: int, channels: int) -> tuple[int, ...]:
+        """The shape of one encoded example of `length` samples and `channels` channels (no compute)."""
+        audio = jax.ShapeDtypeStruct((1, int(length), int(channels)), jnp.float32)
+        return tuple(jax.eval_shape(self.encode, audio).shape[1:])
+
+
 @CODECS.register("waveform")
 @dataclasses.dataclass(frozen=True)
-class Waveform:
+class Waveform(AbstractCodec):
     """Identity codec: z = audio [B, L, C]."""
+
+    is_identity: ClassVar[bool] = True
+    decode_is_differentiable: ClassVar[bool] = True
 
     def encode(self, audio: jax.Array) -> jax.Array:
         return audio
@@ -118,14 +165,10 @@ class Waveform:
     def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
         return z if length is None else z[:, :length]
 
-    def sigma_data(self, z: jax.Array, mask: jax.Array | None = None) -> float:
-        """RMS of the waveform (a sine of amplitude A gives A / sqrt(2))."""
-        return float(rms(z, mask))
-
 
 @CODECS.register("complex_stft")
 @dataclasses.dataclass(frozen=True)
-class ComplexSTFT:
+class ComplexSTFT(AbstractCodec):
     """Compressed complex STFT, z = beta |c|^alpha e^{i angle c} (SGMSE, Welker et al. 2022).
 
     [B, L, C] -> [B, T, F, 2C] (layout 'tf', for UNet2D) or [B, T, F * 2C] (layout 'frames':
@@ -142,9 +185,15 @@ class ComplexSTFT:
     beta: float = 1.0
     layout: str = "tf"  # tf: [B, T, F, 2C] | frames: [B, T, F * 2C]
 
+    is_identity: ClassVar[bool] = False
+    decode_is_differentiable: ClassVar[bool] = True  # the inverse is a jnp ISTFT
+
     def __post_init__(self):
         if self.layout not in ("tf", "frames"):
             raise ValueError(f"unknown complex_stft layout {self.layout!r}; valid: tf, frames")
+        if self.alpha <= 0 or self.beta <= 0:
+            raise ValueError(f"complex_stft needs alpha > 0 and beta > 0; got alpha={self.alpha}, "
+                             f"beta={self.beta}")
 
     def encode(self, audio: jax.Array) -> jax.Array:
         c = stft(audio, n_fft=self.n_fft, hop=self.hop)
@@ -165,10 +214,6 @@ class ComplexSTFT:
         length = (z.shape[1] - 1) * self.hop if length is None else length
         return istft(zc * gain, n_fft=self.n_fft, hop=self.hop, length=length)
 
-    def sigma_data(self, z: jax.Array, mask: jax.Array | None = None) -> float:
-        """RMS over the real and imaginary channels (mask: [B, T, 1, 1] or None)."""
-        return float(rms(z, mask))
-
 
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
@@ -182,7 +227,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
 
 @CODECS.register("mel")
 @dataclasses.dataclass(frozen=True)
-class LogMel:
+class LogMel(AbstractCodec):
     """Log-mel spectrogram z = (log(max(M |STFT|^2, floor)) - offset) / scale.
 
     [B, L, C] -> [B, T, n_mels, C] (layout 'tf') or [B, T, n_mels * C] (layout 'frames': mel
@@ -214,6 +259,9 @@ class LogMel:
     layout: str = "tf"   # tf: [B, T, n_mels, C] | frames: [B, T, n_mels * C]
     griffin_lim_iters: int = 32
     nnls_iters: int = 50
+
+    is_identity: ClassVar[bool] = False
+    decode_is_differentiable: ClassVar[bool] = False  # NNLS + Griffin-Lim on the host
 
     def __post_init__(self):
         if self.layout not in ("tf", "frames"):
@@ -258,10 +306,6 @@ class LogMel:
         out = jax.ShapeDtypeStruct((z.shape[0], length, channels), jnp.float32)
         return jax.pure_callback(functools.partial(self._griffin_lim, length=length), out, z)
 
-    def sigma_data(self, z: jax.Array, mask: jax.Array | None = None) -> float:
-        """RMS of z (not zero-mean unless `offset` centres it)."""
-        return float(rms(z, mask))
-
 
 # ---------------------------------------------------------------------------------------------
 # sigma_data and sigma_max from data
@@ -275,8 +319,8 @@ def _round_up(x: float, digits: int = 2) -> float:
     return math.ceil(x / scale) * scale
 
 
-def estimate_sigma_data(dataset, codec, *, num_batches: int = 4, batch_size: int = 32,
-                        seed: int = 0) -> dict:
+def estimate_sigma_data(dataset, codec: AbstractCodec, *, num_batches: int = 4,
+                        batch_size: int = 32, seed: int = 0) -> dict:
     """Estimates `sigma_data` and suggests `sigma_max` for `codec` on `dataset`'s training data.
 
     sigma_data = RMS of z = codec.encode(audio) over `num_batches` batches (EDM, Karras et al.
@@ -294,7 +338,7 @@ def estimate_sigma_data(dataset, codec, *, num_batches: int = 4, batch_size: int
     sq, count, dmax, dim = 0.0, 0, 0.0, 0
     for step in range(num_batches):
         batch = dataset.batch(step, batch_size, seed=seed)
-        z = np.asarray(encode(jnp.asarray(batch["audio"])), np.float64).reshape(batch_size, -1)
+        z = np.asarray(encode(jnp.asarray(batch["x"])), np.float64).reshape(batch_size, -1)
         sq += float(np.sum(z ** 2))
         count += z.size
         dim = z.shape[1]

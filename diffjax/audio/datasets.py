@@ -1,15 +1,19 @@
 """Audio datasets, registered in `diffjax.data.DATASETS`: 'synth_music' and 'folder'.
 
-Every dataset offers one call, deterministic in its arguments:
+Both implement `diffjax.data.AbstractDataset`, with one call deterministic in its arguments:
 
     ds = get_dataset("synth_music", sample_rate=16000, clip_seconds=1.0, cache_dir=workdir)
     batch = ds.batch(step, batch_size, seed=0, process_index=0, process_count=1)
-    batch["audio"]   # float32 [b, L, C] in [-1, 1], b = batch_size // process_count
+    batch["x"]       # float32 [b, L, C] in [-1, 1], b = batch_size // process_count
     batch["mask"]    # float32 [b, L, 1]: 1 on real audio, 0 on padding of short clips
     batch["index"]   # int32 [b]: which clip (for debugging and tests)
     batch["label"]   # int32 [b] (+ other label fields), where the dataset has labels
     ds.eval          # the evaluation split, same interface
-    ds.sample_rate, ds.channels, ds.length, ds.num_classes, ds.class_names, len(ds)
+    ds.example_shape == (ds.length, ds.channels); ds.sample_rate, ds.num_classes, ds.class_names,
+    len(ds); ds.closed_form is None (no known density)
+
+Every parameter is a constructor argument (a config key) and is checked at construction; an empty
+train or eval split is an error there that names the key to change.
 
 Sampling. The global batch of `step` is positions [step * B, (step + 1) * B) of an endless
 stream; position p is clip `perm_e[p mod N]` of epoch e = p // N, with `perm_e` a permutation
@@ -31,7 +35,7 @@ import os
 import numpy as np
 
 from diffjax.audio import io, synth
-from diffjax.data import DATASETS
+from diffjax.data import DATASETS, AbstractDataset, host_share
 
 logger = logging.getLogger("diffjax")
 
@@ -48,12 +52,7 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 def host_positions(step: int, batch_size: int, process_index: int,
                    process_count: int) -> np.ndarray:
     """Stream positions [b] of this host's share of the global batch of `step`."""
-    if batch_size % process_count:
-        raise ValueError(f"batch_size {batch_size} is not divisible by process_count "
-                         f"{process_count}")
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    b = batch_size // process_count
+    b = host_share(batch_size, process_index, process_count)
     return step * batch_size + process_index * b + np.arange(b, dtype=np.int64)
 
 
@@ -86,16 +85,21 @@ def _pad(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 # Embedded synthesised music
 # ---------------------------------------------------------------------------------------------
 
-def _check_split_and_channels(split: str, channels) -> None:
+def _check_common(name: str, split: str, channels, sample_rate, crop_seconds) -> None:
+    """Checks the keys every audio dataset takes; errors name the config key."""
     if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval'; got {split!r}")
+        raise ValueError(f"{name}: split must be 'train' or 'eval'; got {split!r}")
     if channels not in (1, 2):
-        raise ValueError(f"channels must be 1 or 2; got {channels!r}")
+        raise ValueError(f"{name}: data.channels must be 1 or 2; got {channels!r}")
+    if not sample_rate or sample_rate <= 0:
+        raise ValueError(f"{name}: data.sample_rate must be > 0 (Hz, explicit); got {sample_rate!r}")
+    if crop_seconds is not None and crop_seconds <= 0:
+        raise ValueError(f"{name}: data.crop_seconds must be > 0 (or None); got {crop_seconds!r}")
 
 
 @DATASETS.register("synth_music")
 @dataclasses.dataclass(frozen=True)
-class SynthMusic:
+class SynthMusic(AbstractDataset):
     """The embedded default dataset (`diffjax.audio.synth`): notes, chords, arpeggios, drums.
 
     Labels: 'label' (instrument, `class_names`), 'pitch' (MIDI), 'kind', 'quality', 'velocity'.
@@ -114,7 +118,18 @@ class SynthMusic:
     instruments: tuple[str, ...] | None = None  # a subset of synth.INSTRUMENTS; None: all 9
 
     def __post_init__(self):
-        _check_split_and_channels(self.split, self.channels)
+        _check_common("synth_music", self.split, self.channels, self.sample_rate, self.crop_seconds)
+        for key in ("num_train", "num_eval"):
+            if getattr(self, key) < 1:
+                split = key.removeprefix("num_")
+                raise ValueError(f"synth_music: {key} = {getattr(self, key)} leaves the {split} split "
+                                 f"empty; set data.synth_music.{key} >= 1")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"synth_music: data.synth_music.clip_seconds must be > 0; got "
+                             f"{self.clip_seconds}")
+        if self.crop_seconds is not None and self.crop_seconds > self.clip_seconds:
+            raise ValueError(f"synth_music: data.crop_seconds = {self.crop_seconds} is longer than the "
+                             f"clips (data.synth_music.clip_seconds = {self.clip_seconds})")
         if self.instruments is not None:  # a list from a JSON-restored config becomes a tuple
             object.__setattr__(self, "instruments", synth.check_instruments(self.instruments))
 
@@ -130,13 +145,18 @@ class SynthMusic:
     def length(self) -> int:
         return int(round((self.crop_seconds or self.clip_seconds) * self.sample_rate))
 
+    @property
+    def example_shape(self) -> tuple[int, int]:
+        return (self.length, self.channels)
+
     num_classes = len(synth.INSTRUMENTS)
     class_names = synth.INSTRUMENTS
+    closed_form = None
 
     def __len__(self) -> int:
         return self.num_train if self.split == "train" else self.num_eval
 
-    @property
+    @functools.cached_property
     def eval(self) -> "SynthMusic":
         return dataclasses.replace(self, split="eval")
 
@@ -151,7 +171,7 @@ class SynthMusic:
             starts = [crop_rng(seed, step, p).integers(full - self.length + 1) for p in pos]
             audio = np.stack([a[s:s + self.length] for a, s in zip(audio, starts)])
         audio = np.repeat(audio[:, :, None], self.channels, axis=2).astype(np.float32)
-        out = {"audio": audio, "mask": np.ones(audio.shape[:2] + (1,), np.float32),
+        out = {"x": audio, "mask": np.ones(audio.shape[:2] + (1,), np.float32),
                "index": idx.astype(np.int32)}
         out.update({k: self._data[k][idx] for k in ("label", "pitch", "kind", "quality",
                                                      "velocity")})
@@ -171,14 +191,16 @@ def _scan_file(path: str) -> dict:
             "peak": float(np.max(np.abs(x)))}
 
 
-def build_manifest(root: str, cache_dir: str) -> dict:
-    """Scans `root` recursively and caches the manifest as JSON in `cache_dir`.
+def build_manifest(root: str, cache_dir: str | None = None) -> dict:
+    """Scans `root` recursively and caches the manifest as JSON in `cache_dir` (None: the same
+    default as the synthesised data, `$XDG_CACHE_HOME/diffjax`, else `~/.cache/diffjax`).
 
     Entries are keyed by relative path, with (size, mtime) to detect changed files; only new or
     changed files are re-read on later calls. Unusable files are listed under 'skipped' with the
     reason, and each is warned about (logger 'diffjax').
     """
     root = os.path.abspath(root)
+    cache_dir = cache_dir or synth.default_cache_dir()
     if not os.path.isdir(root):
         raise FileNotFoundError(f"audio folder {root} does not exist")
     tag = hashlib.sha1(root.encode()).hexdigest()[:12]
@@ -221,28 +243,50 @@ def build_manifest(root: str, cache_dir: str) -> dict:
 
 @DATASETS.register("folder")
 @dataclasses.dataclass(frozen=True)
-class AudioFolder:
+class AudioFolder(AbstractDataset):
     """Random fixed-length crops from the wav/flac/ogg files under `root` (recursively).
 
     Files are resampled to `sample_rate` (logged), down-mixed or kept stereo, and optionally
     peak-normalised. Clips shorter than a crop are zero-padded and masked. With `silence_db`,
     files whose RMS is below it are skipped, and crops below it are redrawn (up to 8 times).
     With `labels_from_dirs`, the label is the top-level sub-folder's index in `class_names`.
+
+    Construction scans the folder (the manifest is cached) and checks that both splits are
+    non-empty, so a bad `root` or `eval_fraction` fails at once, not at the first batch.
     """
 
-    root: str
-    cache_dir: str                # where the manifest JSON is cached (e.g. the workdir)
+    root: str | None = None       # the audio directory (required; a config placeholder is None)
+    cache_dir: str | None = None  # manifest JSON cache (e.g. the workdir); None: ~/.cache/diffjax
     sample_rate: int = 16000
     crop_seconds: float = 1.0
     channels: int = 1             # 1 = mono down-mix, 2 = stereo
     normalize: bool = False       # peak-normalise each file
     silence_db: float | None = None  # e.g. -50: skip silent files, redraw silent crops
-    eval_fraction: float = 0.05   # files hashed into the eval split
+    eval_fraction: float = 0.05   # files hashed into the eval split, in (0, 1)
     labels_from_dirs: bool = False
     split: str = "train"
 
     def __post_init__(self):
-        _check_split_and_channels(self.split, self.channels)
+        _check_common("folder", self.split, self.channels, self.sample_rate, self.crop_seconds)
+        if not self.root:
+            raise ValueError("folder: set data.folder.root to the audio directory")
+        if self.crop_seconds is None:
+            raise ValueError("folder: data.crop_seconds must be set (the length of a training crop)")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"folder: data.folder.eval_fraction must be in (0, 1); got "
+                             f"{self.eval_fraction}")
+        self._check_splits()
+
+    def _check_splits(self) -> None:
+        """Both splits non-empty (the manifest is scanned once and cached on this object)."""
+        usable = sorted(self._manifest["files"])
+        sizes = {s: sum(split_of(r, self.eval_fraction) == s for r in usable) for s in ("train", "eval")}
+        for split, size in sizes.items():
+            if not size:
+                change = "raise" if split == "eval" else "lower"
+                raise ValueError(f"folder: the {split} split of {self.root} is empty ({len(usable)} "
+                                 f"usable files, data.folder.eval_fraction = {self.eval_fraction}); "
+                                 f"{change} data.folder.eval_fraction or add files")
 
     @functools.cached_property
     def _manifest(self) -> dict:
@@ -273,14 +317,9 @@ class AudioFolder:
 
     @functools.cached_property
     def files(self) -> tuple[str, ...]:
-        """Relative paths of this split's files, sorted."""
-        sel = tuple(r for r in sorted(self._manifest["files"])
-                    if split_of(r, self.eval_fraction) == self.split)
-        if not sel:
-            raise ValueError(f"the {self.split} split of {self.root} is empty "
-                             f"({len(self._manifest['files'])} usable files, eval_fraction="
-                             f"{self.eval_fraction})")
-        return sel
+        """Relative paths of this split's files, sorted (non-empty: checked at construction)."""
+        return tuple(r for r in sorted(self._manifest["files"])
+                     if split_of(r, self.eval_fraction) == self.split)
 
     @property
     def num_skipped(self) -> int:
@@ -290,10 +329,16 @@ class AudioFolder:
     def length(self) -> int:
         return int(round(self.crop_seconds * self.sample_rate))
 
+    @property
+    def example_shape(self) -> tuple[int, int]:
+        return (self.length, self.channels)
+
+    closed_form = None
+
     def __len__(self) -> int:
         return len(self.files)
 
-    @property
+    @functools.cached_property
     def eval(self) -> "AudioFolder":
         return dataclasses.replace(self, split="eval")
 
@@ -323,7 +368,7 @@ class AudioFolder:
         pos = host_positions(step, batch_size, process_index, process_count)
         idx = clip_indices(pos, len(self), seed)
         crops = [self._crop(self.files[i], crop_rng(seed, step, p)) for i, p in zip(idx, pos)]
-        out = {"audio": np.stack([c[0] for c in crops]), "mask": np.stack([c[1] for c in crops]),
+        out = {"x": np.stack([c[0] for c in crops]), "mask": np.stack([c[1] for c in crops]),
                "index": idx.astype(np.int32)}
         if self.labels_from_dirs:
             names = self.class_names

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffjax.registry import Registry
-from diffjax.sampling.grids import GRIDS, _append_zero, _check_args
+from diffjax.sampling.consistency import nested_karras  # noqa: F401  (re-exported)
 
 Array = jax.Array
 
@@ -58,24 +58,6 @@ def karras_level(i: Array, num_scales: Array, sigma_min: float, sigma_max: float
     frac = jnp.asarray(i, jnp.float32) / (jnp.asarray(num_scales, jnp.float32) - 1.0)
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     return (lo + frac * (hi - lo)) ** rho
-
-
-@GRIDS.register("nested_karras")
-def nested_karras(num_steps: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> Array:
-    """EDM's rho-ramp from `sigma_max` towards `sigma_min`, sampled at `u = i/N`, `i = 0..N-1`, then 0.
-
-    The end of the ramp (`u = 1`, `sigma_min`) is replaced by the exact 0, as in Salimans & Ho
-    (2022)'s `t_i = i/N` grid. Two properties follow, which the few-step students rely on:
-
-    - halving `N` keeps every other level (the grid of `N/2` steps is nested in that of `N`), so a
-      progressively distilled student samples on exactly the levels it was trained on;
-    - one step is `[sigma_max, 0]`, and a consistency model never wastes a call at `sigma_min`, where
-      it is the identity.
-    """
-    _check_args(num_steps, sigma_min, sigma_max)
-    u = jnp.arange(num_steps, dtype=jnp.float32) / num_steps
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    return _append_zero((hi + u * (lo - hi)) ** rho)
 
 
 # --------------------------------------------------------------------------------------

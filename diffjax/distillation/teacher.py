@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from diffjax.sampling.samplers import SAMPLER_INFO, SAMPLERS, get_sampler
+from diffjax.sampling.samplers import SAMPLERS, get_sampler
 
 Array = jax.Array
 Denoiser = Callable[[Array, Array], Array]
@@ -31,11 +31,10 @@ log = logging.getLogger("diffjax")
 
 def check_deterministic(name: str) -> None:
     """A teacher solver must be a registered sampler that is deterministic on a fixed grid."""
-    SAMPLERS.get(name)  # unknown name -> error listing the valid ones
-    info = SAMPLER_INFO[name]
-    if info.stochastic or info.nfe is None:
-        valid = [n for n in SAMPLERS.names() if not SAMPLER_INFO[n].stochastic and SAMPLER_INFO[n].nfe]
-        raise ValueError(f"teacher solver {name!r} is {'stochastic' if info.stochastic else 'adaptive'}; "
+    meta = SAMPLERS.meta(name)  # unknown name -> error listing the valid ones
+    if meta["stochastic"] or meta["nfe"] is None:
+        valid = [n for n in SAMPLERS.names(stochastic=False) if SAMPLERS.meta(n)["nfe"] is not None]
+        raise ValueError(f"teacher solver {name!r} is {'stochastic' if meta['stochastic'] else 'adaptive'}; "
                          f"a teacher step needs a deterministic fixed-grid sampler: {', '.join(valid)}")
 
 

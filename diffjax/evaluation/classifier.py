@@ -101,7 +101,7 @@ def make_classifier_step(model: AudioClassifier, decays: Sequence[float], **augm
     decays = tuple(float(d) for d in decays)
 
     def step(state: TrainState, batch: dict, key: jax.Array):
-        audio = augment(jnp.asarray(batch["audio"]), key, **augment_kwargs)
+        audio = augment(jnp.asarray(batch["x"]), key, **augment_kwargs)
         labels = jnp.asarray(batch["label"], jnp.int32)
         valid = (labels >= 0).astype(jnp.float32)  # 'folder' files outside a class folder: -1
         count = jnp.maximum(jnp.sum(valid), 1.0)
@@ -160,7 +160,7 @@ def accuracy_on(model, params, dataset, *, batch_size: int = 64) -> dict:
         keep = batch["label"] >= 0  # unlabelled files of a 'folder' dataset
         if not keep.any():
             continue
-        probs.append(predict(fn, params, batch["audio"][keep], batch_size=batch_size)[0])
+        probs.append(predict(fn, params, batch["x"][keep], batch_size=batch_size)[0])
         labels.append(batch["label"][keep])
     return class_accuracy(np.concatenate(probs), np.concatenate(labels), model.num_classes)
 
@@ -173,7 +173,7 @@ def train_classifier(config, workdir: str) -> dict:
     dataset = factory.build_dataset(config)
     model = build_classifier(config, dataset)
     train = config.training
-    example = jnp.asarray(dataset.batch(0, train.batch_size, seed=config.seed)["audio"])
+    example = jnp.asarray(dataset.batch(0, train.batch_size, seed=config.seed)["x"])
     params = jax.jit(model.init)(jax.random.PRNGKey(config.seed), example)["params"]
     tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
     state = TrainState.create(params, tx, 1)
@@ -193,7 +193,7 @@ def train_classifier(config, workdir: str) -> dict:
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     for step in range(int(state.step), train.num_steps):
         batch = dataset.batch(step, train.batch_size, seed=config.seed)
-        batch = {"audio": batch["audio"], "label": batch["label"]}  # one jit signature for all datasets
+        batch = {"x": batch["x"], "label": batch["label"]}  # one jit signature for all datasets
         state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
         if (step + 1) % train.log_every == 0 or step + 1 == train.num_steps:
             scalars = {k: float(v) for k, v in metrics.items()}

@@ -54,7 +54,7 @@ def compute_features(embedder: AbstractEmbedder, dataset, *, num: Optional[int] 
     check_sample_rate(embedder, dataset.sample_rate)
     parts, labels = [], []
     for batch in dataset_clips(dataset, num=num, batch_size=batch_size):
-        parts.append(embed_all(embedder, batch["audio"], batch_size=batch_size))
+        parts.append(embed_all(embedder, batch["x"], batch_size=batch_size))
         if "label" in batch:
             labels.append(batch["label"])
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

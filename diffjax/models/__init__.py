@@ -9,16 +9,5 @@ guidance) and 'features' (float conditioning features such as a mel spectrogram)
 """
 from __future__ import annotations
 
-from diffjax.registry import Registry
-
-MODELS = Registry("model")
-
-
-def get_model(name: str, **kwargs):
-    """Builds the network registered as `name` with its constructor keyword arguments."""
-    return MODELS.get(name)(**kwargs)
-
-
-# Importing a model module registers it.
-from diffjax.models import mlp  # noqa: E402,F401
-from diffjax.models import diffwave, unet  # noqa: E402,F401
+from diffjax.models.base import MODELS, get_model  # noqa: F401
+from diffjax.models import diffwave, mlp, unet  # noqa: F401  (importing a network registers it)

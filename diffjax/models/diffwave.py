@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffjax.models import MODELS
+from diffjax.models.base import MODELS
 from diffjax.models import layers
 
 Dtype = Any

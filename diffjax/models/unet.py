@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax.models import MODELS
+from diffjax.models.base import MODELS
 from diffjax.models import layers
 
 Dtype = Any

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from diffjax.registry import Registry
 from diffjax.sampling.loop import denoise_final, run
-from diffjax.sampling.samplers import register_sampler
+from diffjax.sampling.samplers import SAMPLERS
 
 ODE_SOLVERS = Registry("ode solver")
 ODE_SOLVERS.register("tsit5")(diffrax.Tsit5)  # Tsitouras 2011, 5(4), FSAL
@@ -55,7 +55,7 @@ def solve_pf_ode(denoiser, x, sigma, sigma_next, *, solver="tsit5", rtol=1e-5, a
     return sol.ys[0], solver_nfe(ode_solver, steps), steps
 
 
-@register_sampler("adaptive", nfe=None, stochastic=False, order=5)
+@SAMPLERS.register("adaptive", nfe=None, stochastic=False, order=5)
 def sample_adaptive(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
                     solver: str = "tsit5",  # a name in ODE_SOLVERS
                     rtol: float = 1e-5,  # score_sde's ODE sampler tolerances

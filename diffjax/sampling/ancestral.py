@@ -9,41 +9,52 @@ from __future__ import annotations
 from diffjax.sampling.loop import check_concrete_range, denoise_final, run
 from diffjax.sampling.multistep import dpmpp_2s_step
 from diffjax.sampling.ode import dpm_2_step
-from diffjax.sampling.samplers import one_per_level, register_sampler, stages_per_level
+from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
 from diffjax.sampling.steps import ancestral_sigmas, euler_step
 
 
-def _euler_move(x, denoised, ctx, sigma_down):
+def euler_move(x, denoised, ctx, sigma_down):
+    """An Euler step from `ctx.sigma` to `sigma_down`."""
     return euler_step(x, denoised, ctx.sigma, sigma_down)
 
 
-def _ancestral(name: str, move, nfe, doc: str):
-    """Registers `name`: `move(x, D, ctx, sigma_down)` to `sigma_down`, then `sigma_up s_noise z`."""
+def ancestral(name: str, move, denoiser, x_init, sigmas, *, key, hook, callback, eta, s_noise):
+    """Runs sampler `name`: `move(x, D, ctx, sigma_down)` to `sigma_down`, then `sigma_up s_noise z`."""
+    check_concrete_range(f"{name}: eta", eta, 0.0, 1.0)  # eta <= 1 keeps sigma_down > 0
 
-    @register_sampler(name, nfe=nfe, stochastic=True)
-    def sample(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=1.0, s_noise=1.0):
-        check_concrete_range(f"{name}: eta", eta, 0.0, 1.0)  # eta <= 1 keeps sigma_down > 0
+    def step(x, state, ctx):
+        denoised = ctx.denoise(x, ctx.sigma)
+        sigma_down, sigma_up = ancestral_sigmas(ctx.sigma, ctx.sigma_next, eta)
+        x = move(x, denoised, ctx, sigma_down) + sigma_up * s_noise * ctx.noise(x)
+        return x, denoised, state
 
-        def step(x, state, ctx):
-            denoised = ctx.denoise(x, ctx.sigma)
-            sigma_down, sigma_up = ancestral_sigmas(ctx.sigma, ctx.sigma_next, eta)
-            x = move(x, denoised, ctx, sigma_down) + sigma_up * s_noise * ctx.noise(x)
-            return x, denoised, state
-
-        return run(step, denoiser, x_init, sigmas, sampler=name, final=denoise_final, key=key,
-                   hook=hook, callback=callback)
-
-    sample.__name__, sample.__doc__ = f"sample_{name}", doc
-    return sample
+    return run(step, denoiser, x_init, sigmas, sampler=name, final=denoise_final, key=key,
+               hook=hook, callback=callback)
 
 
-sample_euler_ancestral = _ancestral("euler_ancestral", _euler_move, one_per_level, """Euler ancestral
-    (k-diffusion `sample_euler_ancestral`): an Euler step to sigma_down plus sigma_up noise; eta = 1
-    is DDPM's ancestral sampler (Ho et al. 2020), eta in (0, 1) DDIM's eta. NFE = N.""")
-sample_dpm_2_ancestral = _ancestral("dpm_2_ancestral", dpm_2_step, stages_per_level(2), """DPM-2
-    ancestral (k-diffusion `sample_dpm_2_ancestral`): a DPM-2 step to sigma_down plus sigma_up noise.
-    NFE = 2N - 1.""")
-sample_dpmpp_2s_ancestral = _ancestral(
-    "dpmpp_2s_ancestral", lambda x, d, ctx, sd: dpmpp_2s_step(x, d, ctx, sd), stages_per_level(2),
+@SAMPLERS.register("euler_ancestral", nfe=one_per_level, stochastic=True, order=0)
+def sample_euler_ancestral(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=1.0,
+                           s_noise=1.0):
+    """Euler ancestral (k-diffusion `sample_euler_ancestral`): an Euler step to sigma_down plus
+    sigma_up noise; eta = 1 is DDPM's ancestral sampler (Ho et al. 2020), eta in (0, 1) DDIM's eta.
+    NFE = N."""
+    return ancestral("euler_ancestral", euler_move, denoiser, x_init, sigmas, key=key, hook=hook,
+                     callback=callback, eta=eta, s_noise=s_noise)
+
+
+@SAMPLERS.register("dpm_2_ancestral", nfe=stages_per_level(2), stochastic=True, order=0)
+def sample_dpm_2_ancestral(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=1.0,
+                           s_noise=1.0):
+    """DPM-2 ancestral (k-diffusion `sample_dpm_2_ancestral`): a DPM-2 step to sigma_down plus
+    sigma_up noise. NFE = 2N - 1."""
+    return ancestral("dpm_2_ancestral", dpm_2_step, denoiser, x_init, sigmas, key=key, hook=hook,
+                     callback=callback, eta=eta, s_noise=s_noise)
+
+
+@SAMPLERS.register("dpmpp_2s_ancestral", nfe=stages_per_level(2), stochastic=True, order=0)
+def sample_dpmpp_2s_ancestral(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
+                              eta=1.0, s_noise=1.0):
     """DPM-Solver++(2S) ancestral (k-diffusion `sample_dpmpp_2s_ancestral`; Lu et al. 2022b, Alg. 1):
-    a 2S step to sigma_down plus sigma_up noise. NFE = 2N - 1.""")
+    a 2S step (r = 1/2) to sigma_down plus sigma_up noise. NFE = 2N - 1."""
+    return ancestral("dpmpp_2s_ancestral", dpmpp_2s_step, denoiser, x_init, sigmas, key=key,
+                     hook=hook, callback=callback, eta=eta, s_noise=s_noise)

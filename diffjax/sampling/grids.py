@@ -3,11 +3,18 @@
 Every grid is decreasing, has `num_steps` positive noise levels from `sigma_max` to `sigma_min`
 (in the VE view, `sigma~`), and ends with an appended exact 0 (k-diffusion convention), so
 `len(sigmas) == num_steps + 1`. Grids that are defined in process time (`uniform_t`,
-`time_quadratic`) take the process as `process=`; `grid_for_process` supplies it, together with
-`(sigma_min, sigma_max) = process.sigma_range()` (STYLE rule 8: sigma bounds flow from the SDE).
+`time_quadratic`) take the process as `process=` and are registered with `process_time=True`;
+`grid_for_process` supplies it, together with `(sigma_min, sigma_max) = process.sigma_range()`
+(STYLE rule 8: sigma bounds flow from the SDE).
 
     sigmas = get_grid("karras")(18, 0.002, 80.0)                       # EDM's grid
     sigmas = grid_for_process(get_sde("vp"), "uniform_t", 50)          # score_sde's grid
+    GRIDS.names(process_time=True)                                     # ['time_quadratic', 'uniform_t']
+
+A new grid is one registered function:
+
+    @GRIDS.register("my_grid", process_time=False)
+    def my_grid(num_steps, sigma_min, sigma_max, *, knob=1.0): ...   # -> [num_steps + 1], ends in 0
 """
 from __future__ import annotations
 
@@ -19,8 +26,7 @@ import numpy as np
 
 from diffjax.registry import Registry
 
-GRIDS = Registry("grid")
-PROCESS_GRIDS: set[str] = set()  # grids defined in process time: they need `process=`
+GRIDS = Registry("grid", required_meta=("process_time",))  # process_time: the grid needs `process=`
 
 
 def get_grid(name: str):
@@ -28,17 +34,13 @@ def get_grid(name: str):
     return GRIDS.get(name)
 
 
-def _register(name: str, *, needs_process: bool = False):
-    if needs_process:
-        PROCESS_GRIDS.add(name)
-    return GRIDS.register(name)
-
-
-def _append_zero(sigmas):
+def append_zero(sigmas):
+    """`[N]` levels -> `[N + 1]`, with the exact 0 appended (k-diffusion convention)."""
     return jnp.concatenate([sigmas, jnp.zeros((1,), sigmas.dtype)])
 
 
-def _check_args(num_steps, sigma_min, sigma_max) -> None:
+def check_grid_args(num_steps, sigma_min, sigma_max) -> None:
+    """Raises a clear error unless `num_steps >= 1` is an integer and `0 < sigma_min <= sigma_max`."""
     if int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     if not 0 < sigma_min <= sigma_max:
@@ -72,37 +74,37 @@ def validate_grid(sigmas) -> None:
 # --------------------------------------------------------------------------------------
 
 
-@_register("karras")
+@GRIDS.register("karras", process_time=False)
 def karras(num_steps: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> jax.Array:
     """`sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho` (Karras et al. 2022, eq. 5)."""
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     inv_rho_min, inv_rho_max = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return _append_zero((inv_rho_max + _ramp(num_steps) * (inv_rho_min - inv_rho_max)) ** rho)
+    return append_zero((inv_rho_max + _ramp(num_steps) * (inv_rho_min - inv_rho_max)) ** rho)
 
 
-@_register("log_snr")
-@_register("exponential")
+@GRIDS.register("log_snr", process_time=False)
+@GRIDS.register("exponential", process_time=False)
 def log_snr(num_steps: int, sigma_min: float, sigma_max: float) -> jax.Array:
     """Uniform in log-SNR `lambda = -2 log sigma~`, i.e. geometric in sigma (k-diffusion "exponential").
 
     The DPM-Solver default ("logSNR" step spacing; Lu et al. 2022a, sec. 3.3). In the VE view the
     log-SNR is `-2 log sigma~` for every process, so "log_snr" and "exponential" are one grid.
     """
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     log_min, log_max = math.log(sigma_min), math.log(sigma_max)
-    return _append_zero(jnp.exp(log_max + _ramp(num_steps) * (log_min - log_max)))
+    return append_zero(jnp.exp(log_max + _ramp(num_steps) * (log_min - log_max)))
 
 
-@_register("polyexponential")
+@GRIDS.register("polyexponential", process_time=False)
 def polyexponential(num_steps: int, sigma_min: float, sigma_max: float, *,
                     rho: float = 1.0) -> jax.Array:
     """`log sigma_i = log smin + (1 - i/(N-1))^rho (log smax - log smin)` (k-diffusion; rho=1: exponential)."""
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     log_min, log_max = math.log(sigma_min), math.log(sigma_max)
-    return _append_zero(jnp.exp(log_min + (1.0 - _ramp(num_steps)) ** rho * (log_max - log_min)))
+    return append_zero(jnp.exp(log_min + (1.0 - _ramp(num_steps)) ** rho * (log_max - log_min)))
 
 
-@_register("vp_discrete")
+@GRIDS.register("vp_discrete", process_time=False)
 def vp_discrete(num_steps: int, sigma_min: float, sigma_max: float, *,
                 num_train_steps: int = 1000,  # DDPM's T
                 beta_start: float = 1e-4,  # beta_1 of the linear schedule (Ho et al. 2020, sec. 4)
@@ -114,7 +116,7 @@ def vp_discrete(num_steps: int, sigma_min: float, sigma_max: float, *,
     and `num_steps` integer timesteps evenly spaced between them, so a discrete-time network is only
     queried at the levels it was trained on. `num_steps == num_train_steps` gives every level.
     """
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     betas = np.linspace(beta_start, beta_end, num_train_steps, dtype=np.float64)
     table = np.sqrt(1.0 / np.cumprod(1.0 - betas) - 1.0)  # increasing in n
     n_hi = int(np.argmin(np.abs(np.log(table) - math.log(sigma_max))))
@@ -124,7 +126,7 @@ def vp_discrete(num_steps: int, sigma_min: float, sigma_max: float, *,
         raise ValueError(f"vp_discrete: only {available} discrete levels lie in "
                          f"[{sigma_min:g}, {sigma_max:g}]; asked for {num_steps}")
     index = np.round(np.linspace(n_hi, n_lo, num_steps)).astype(int) if num_steps > 1 else [n_hi]
-    return _append_zero(jnp.asarray(table[np.asarray(index)], jnp.float32))
+    return append_zero(jnp.asarray(table[np.asarray(index)], jnp.float32))
 
 
 # --------------------------------------------------------------------------------------
@@ -141,21 +143,21 @@ def _time_grid(process, sigma_min, sigma_max, ramp):
     t_lo = float(process.t_from_sigma(jnp.asarray(sigma_min, jnp.float32)))
     sigmas = process.sigma_tilde(t_hi + ramp * (t_lo - t_hi))
     sigmas = sigmas.at[0].set(sigma_max).at[-1].set(sigma_min) if ramp.shape[0] > 1 else sigmas
-    return _append_zero(sigmas.astype(jnp.float32))
+    return append_zero(sigmas.astype(jnp.float32))
 
 
-@_register("uniform_t", needs_process=True)
+@GRIDS.register("uniform_t", process_time=True)
 def uniform_t(num_steps: int, sigma_min: float, sigma_max: float, *, process=None) -> jax.Array:
     """Uniform in the process time t, mapped through `sigma~(t)` (score_sde; Song et al. 2021, sec. 4)."""
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     return _time_grid(process, sigma_min, sigma_max, _ramp(num_steps))
 
 
-@_register("time_quadratic", needs_process=True)
+@GRIDS.register("time_quadratic", process_time=True)
 def time_quadratic(num_steps: int, sigma_min: float, sigma_max: float, *, process=None) -> jax.Array:
     """Quadratic in process time: `t_i = t_min + (1 - i/(N-1))^2 (t_max - t_min)` (DDIM, Song et al.
     2021a, App. D.2 "quadratic" skip), denser near the data end."""
-    _check_args(num_steps, sigma_min, sigma_max)
+    check_grid_args(num_steps, sigma_min, sigma_max)
     return _time_grid(process, sigma_min, sigma_max, 1.0 - (1.0 - _ramp(num_steps)) ** 2)
 
 
@@ -180,6 +182,6 @@ def grid_for_process(process, name: str, num_steps: int, *, sigma_min: float | N
     low, high = process.sigma_range()
     sigma_min = low if sigma_min is None else sigma_min
     sigma_max = high if sigma_max is None else sigma_max
-    if name in PROCESS_GRIDS:
+    if GRIDS.meta(name)["process_time"]:
         options = {"process": process, **options}
     return grid(num_steps, sigma_min, sigma_max, **options)

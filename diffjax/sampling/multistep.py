@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from diffjax.sampling.loop import check_concrete_range, denoise_final, run
-from diffjax.sampling.samplers import one_per_level, register_sampler, stages_per_level
+from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
 from diffjax.sampling.steps import dpmpp_update, exp_integrator_weights, log_step
 from diffjax.sampling.ode import log_midpoint
 
@@ -30,7 +30,7 @@ def dpmpp_2s_step(x, denoised, ctx, sigma_target, r: float = 0.5):
     return dpmpp_update(x, mixed, ctx.sigma, sigma_target)
 
 
-@register_sampler("dpmpp_2s", nfe=stages_per_level(2), stochastic=False, order=2)
+@SAMPLERS.register("dpmpp_2s", nfe=stages_per_level(2), stochastic=False, order=2)
 def sample_dpmpp_2s(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, r: float = 0.5):
     """DPM-Solver++(2S), single-step 2nd order, deterministic (Lu et al. 2022b, Alg. 1). NFE = 2N - 1."""
     del key
@@ -72,55 +72,75 @@ def _push(stack, value):
     return jnp.concatenate([value[None], stack[:-1]])
 
 
-def _dpmpp_multistep(name: str, order: int, eta: float, doc: str):
-    """Builds and registers DPM-Solver++(kM), deterministic (eta = 0) or SDE (eta > 0)."""
-    stochastic = eta > 0
+def dpmpp_multistep(name: str, order: int, denoiser, x_init, sigmas, *, key, hook, callback, eta,
+                    s_noise):
+    """Runs DPM-Solver++(kM), `k = order`, as sampler `name`: deterministic for `eta = 0`, the SDE
+    variant for `eta > 0` (Lu et al. 2022b, Alg. 2 and App. D)."""
+    check_concrete_range(f"{name}: eta", eta, 0.0, 10.0)
+    noisy = not (isinstance(eta, (int, float)) and eta == 0)
 
-    @register_sampler(name, nfe=one_per_level, stochastic=stochastic, order=order if not stochastic else 0)
-    def sample(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=eta,
-               s_noise=1.0):
-        check_concrete_range(f"{name}: eta", eta, 0.0, 10.0)
-        noisy = not (isinstance(eta, (int, float)) and eta == 0)
+    def step(x, state, ctx):
+        history, lambdas = state
+        denoised = ctx.denoise(x, ctx.sigma)
+        lambdas = _push(lambdas, -jnp.log(ctx.sigma))
+        d1, d2 = lambda_derivatives(denoised, history, lambdas, ctx.i, order)
+        z = ctx.noise(x) if noisy else None
+        x_next = dpmpp_update(x, denoised, ctx.sigma, ctx.sigma_next, d1=d1, d2=d2, eta=eta, z=z,
+                              s_noise=s_noise, midpoint=order == 2)
+        return x_next, denoised, (_push(history, denoised), lambdas)
 
-        def step(x, state, ctx):
-            history, lambdas = state
-            denoised = ctx.denoise(x, ctx.sigma)
-            lambdas = _push(lambdas, -jnp.log(ctx.sigma))
-            d1, d2 = lambda_derivatives(denoised, history, lambdas, ctx.i, order)
-            z = ctx.noise(x) if noisy else None
-            x_next = dpmpp_update(x, denoised, ctx.sigma, ctx.sigma_next, d1=d1, d2=d2, eta=eta, z=z,
-                                  s_noise=s_noise, midpoint=order == 2)
-            return x_next, denoised, (_push(history, denoised), lambdas)
-
-        lam0 = -jnp.log(jnp.asarray(sigmas[0], x_init.dtype))
-        state = (jnp.zeros((2,) + x_init.shape, x_init.dtype),
-                 lam0 + jnp.arange(1.0, 4.0, dtype=x_init.dtype))  # placeholders, masked at start
-        return run(step, denoiser, x_init, sigmas, sampler=name, state=state, final=denoise_final,
-                   key=key if noisy else None, hook=hook, callback=callback)
-
-    sample.__name__ = f"sample_{name}"
-    sample.__doc__ = doc
-    return sample
+    lam0 = -jnp.log(jnp.asarray(sigmas[0], x_init.dtype))
+    state = (jnp.zeros((2,) + x_init.shape, x_init.dtype),
+             lam0 + jnp.arange(1.0, 4.0, dtype=x_init.dtype))  # placeholders, masked at start
+    return run(step, denoiser, x_init, sigmas, sampler=name, state=state, final=denoise_final,
+               key=key if noisy else None, hook=hook, callback=callback)
 
 
-sample_dpmpp_2m = _dpmpp_multistep("dpmpp_2m", 2, 0.0, """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2).
+@SAMPLERS.register("dpmpp_2m", nfe=one_per_level, stochastic=False, order=2)
+def sample_dpmpp_2m(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=0.0,
+                    s_noise=1.0):
+    """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2).
 
     `x_next = e^{-h} x + c0 ((1 + 1/2r) D - 1/2r D_prev)`, `r = h_prev / h`, i.e. the divided
-    difference `D'` weighted by `c0 h / 2` (the paper's form, identical to k-diffusion's). NFE = N.
-    """)
-sample_dpmpp_3m = _dpmpp_multistep("dpmpp_3m", 3, 0.0, """DPM-Solver++(3M) (Lu et al. 2022b, App. B).
+    difference `D'` weighted by `c0 h / 2` (the paper's form, identical to k-diffusion's). `eta > 0`
+    is dpmpp_2m_sde's noise and needs `key`. NFE = N.
+    """
+    return dpmpp_multistep("dpmpp_2m", 2, denoiser, x_init, sigmas, key=key, hook=hook,
+                           callback=callback, eta=eta, s_noise=s_noise)
+
+
+@SAMPLERS.register("dpmpp_3m", nfe=one_per_level, stochastic=False, order=3)
+def sample_dpmpp_3m(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=0.0,
+                    s_noise=1.0):
+    """DPM-Solver++(3M) (Lu et al. 2022b, App. B).
 
     `D'` and `D''` from the quadratic through the last three `D` values, with the exact weights
     `c1 D' + c2 D''` of `exp_integrator_weights` (k-diffusion's and DPM-Solver's reference 3M use
     `c2 D''/2`, which is only 2nd order; see docs/samplers.md). NFE = N.
-    """)
-sample_dpmpp_2m_sde = _dpmpp_multistep("dpmpp_2m_sde", 2, 1.0, """DPM-Solver++(2M) SDE (Lu et al. 2022b,
-    App. D; k-diffusion `sample_dpmpp_2m_sde`, "midpoint" form). `eta = 1` solves the reverse SDE,
-    `eta = 0` is dpmpp_2m. Independent Gaussian noise per step. NFE = N.
-    """)
-sample_dpmpp_3m_sde = _dpmpp_multistep("dpmpp_3m_sde", 3, 1.0, """DPM-Solver++(3M) SDE: dpmpp_3m's
-    polynomial with the SDE variant's weights and noise (Lu et al. 2022b, App. D). NFE = N.
-    """)
+    """
+    return dpmpp_multistep("dpmpp_3m", 3, denoiser, x_init, sigmas, key=key, hook=hook,
+                           callback=callback, eta=eta, s_noise=s_noise)
+
+
+@SAMPLERS.register("dpmpp_2m_sde", nfe=one_per_level, stochastic=True, order=0)
+def sample_dpmpp_2m_sde(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=1.0,
+                        s_noise=1.0):
+    """DPM-Solver++(2M) SDE (Lu et al. 2022b, App. D; k-diffusion `sample_dpmpp_2m_sde`, "midpoint"
+    form). `eta = 1` solves the reverse SDE, `eta = 0` is dpmpp_2m. Independent Gaussian noise per
+    step. NFE = N.
+    """
+    return dpmpp_multistep("dpmpp_2m_sde", 2, denoiser, x_init, sigmas, key=key, hook=hook,
+                           callback=callback, eta=eta, s_noise=s_noise)
+
+
+@SAMPLERS.register("dpmpp_3m_sde", nfe=one_per_level, stochastic=True, order=0)
+def sample_dpmpp_3m_sde(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=1.0,
+                        s_noise=1.0):
+    """DPM-Solver++(3M) SDE: dpmpp_3m's polynomial with the SDE variant's weights and noise
+    (Lu et al. 2022b, App. D). NFE = N.
+    """
+    return dpmpp_multistep("dpmpp_3m_sde", 3, denoiser, x_init, sigmas, key=key, hook=hook,
+                           callback=callback, eta=eta, s_noise=s_noise)
 
 
 # --------------------------------------------------------------------------------------
@@ -173,7 +193,7 @@ def unipc_predict(x, history, lambdas, lambda_next, p: int, variant: str):
     return x_pred, pend, -b_h * rhos_c[-1]
 
 
-@register_sampler("unipc", nfe=one_per_level, stochastic=False, order=3)
+@SAMPLERS.register("unipc", nfe=one_per_level, stochastic=False, order=3)
 def sample_unipc(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, order: int = 3,
                  variant: str = "bh1",  # B(h) = h ('bh1') or e^h - 1 ('bh2'); bh1 for few steps
                  corrector: bool = True):

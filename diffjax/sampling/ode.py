@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from diffjax.sampling.loop import check_concrete_range, denoise_final, run
-from diffjax.sampling.samplers import one_per_level, register_sampler, stages_per_level
+from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
 from diffjax.sampling.steps import ancestral_sigmas, euler_step, log_step, to_d
 
 
-@register_sampler("euler", nfe=one_per_level, stochastic=False, order=1)
+@SAMPLERS.register("euler", nfe=one_per_level, stochastic=False, order=1)
 def sample_euler(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
     """Euler on the PF-ODE (Karras et al. 2022, Alg. 1 without the 2nd-order correction). NFE = N."""
     del key
@@ -27,7 +27,7 @@ def sample_euler(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None
     return run(step, denoiser, x_init, sigmas, sampler="euler", hook=hook, callback=callback)
 
 
-@register_sampler("heun", nfe=stages_per_level(2), stochastic=False, order=2)
+@SAMPLERS.register("heun", nfe=stages_per_level(2), stochastic=False, order=2)
 def sample_heun(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
     """EDM's deterministic sampler: Heun's 2nd-order method (Karras et al. 2022, Alg. 1).
 
@@ -62,7 +62,7 @@ def dpm_2_step(x, denoised, ctx, sigma_next):
     return x + (sigma_next - sigma) * d_mid
 
 
-@register_sampler("dpm_2", nfe=stages_per_level(2), stochastic=False, order=2)
+@SAMPLERS.register("dpm_2", nfe=stages_per_level(2), stochastic=False, order=2)
 def sample_dpm_2(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
     """DPM-2: the midpoint method in sigma with the midpoint at the geometric mean of the levels
     (k-diffusion's `sample_dpm_2`, after Lu et al. 2022a's DPM-Solver-2). NFE = 2N - 1."""
@@ -108,7 +108,7 @@ def lms_coefficients(nodes, sigma, sigma_next, order: int):
     return jnp.stack(coeffs)
 
 
-@register_sampler("lms", nfe=one_per_level, stochastic=False, order=4)
+@SAMPLERS.register("lms", nfe=one_per_level, stochastic=False, order=4)
 def sample_lms(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, order: int = 4):
     """Linear multistep (variable-step Adams-Bashforth) on `dx/dsigma` with the last `order`
     derivatives (k-diffusion `sample_lms`; Karras et al. 2022, sec. 3). Starts at order 1 and
@@ -139,7 +139,7 @@ def sample_lms(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, 
 # --------------------------------------------------------------------------------------
 
 
-@register_sampler("ddim", nfe=one_per_level, stochastic=False, order=1)
+@SAMPLERS.register("ddim", nfe=one_per_level, stochastic=False, order=1)
 def sample_ddim(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, eta=0.0):
     """DDIM (Song et al. 2021a, eq. 12) in the VE view: `x_next = D + sigma_down eps_hat + sigma_up z`.
 
@@ -190,29 +190,41 @@ def dpm_solver_step(x, eps0, ctx, order: int, r1: float, r2: float):
     return base - phi / r2 * diff2
 
 
-def _dpm_solver(order: int, r1: float, r2: float):
-    name = f"dpm_solver_{order}"
+def dpm_solver(name: str, order: int, denoiser, x_init, sigmas, *, hook, callback, r1: float = 0.5,
+               r2: float = 1.0):
+    """Runs DPM-Solver-`order` (`dpm_solver_step` on every level) as sampler `name`."""
 
-    @register_sampler(name, nfe=stages_per_level(order), stochastic=False, order=order)
-    def sample(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, r1=r1, r2=r2):
-        del key
+    def step(x, state, ctx):
+        denoised = ctx.denoise(x, ctx.sigma)
+        x_next = dpm_solver_step(x, _eps(x, denoised, ctx.sigma), ctx, order, r1, r2)
+        return x_next, denoised, state
 
-        def step(x, state, ctx):
-            denoised = ctx.denoise(x, ctx.sigma)
-            x_next = dpm_solver_step(x, _eps(x, denoised, ctx.sigma), ctx, order, r1, r2)
-            return x_next, denoised, state
-
-        return run(step, denoiser, x_init, sigmas, sampler=name, final=denoise_final, hook=hook,
-                   callback=callback)
-
-    sample.__name__ = f"sample_{name}"
-    sample.__doc__ = (f"DPM-Solver-{order}, single-step, noise prediction (Lu et al. 2022a, "
-                      f"{'eq. 3.7' if order == 1 else 'Alg. 1' if order == 2 else 'Alg. 2'}), with "
-                      f"intermediate levels at fractions r1={r1:.3g}" + (f", r2={r2:.3g}" if order == 3 else "")
-                      + f" of each step in log sigma. NFE = {order}(N - 1) + 1.")
-    return sample
+    return run(step, denoiser, x_init, sigmas, sampler=name, final=denoise_final, hook=hook,
+               callback=callback)
 
 
-sample_dpm_solver_1 = _dpm_solver(1, 0.5, 1.0)
-sample_dpm_solver_2 = _dpm_solver(2, 0.5, 1.0)
-sample_dpm_solver_3 = _dpm_solver(3, 1.0 / 3.0, 2.0 / 3.0)
+@SAMPLERS.register("dpm_solver_1", nfe=stages_per_level(1), stochastic=False, order=1)
+def sample_dpm_solver_1(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
+    """DPM-Solver-1, noise prediction (Lu et al. 2022a, eq. 3.7): DDIM's step, i.e. Euler in the VE
+    view. NFE = N."""
+    del key
+    return dpm_solver("dpm_solver_1", 1, denoiser, x_init, sigmas, hook=hook, callback=callback)
+
+
+@SAMPLERS.register("dpm_solver_2", nfe=stages_per_level(2), stochastic=False, order=2)
+def sample_dpm_solver_2(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
+                        r1: float = 0.5):
+    """DPM-Solver-2, single-step, noise prediction (Lu et al. 2022a, Alg. 1), with the intermediate
+    level at fraction `r1` of each step in log sigma (r1 = 1/2: DPM-2). NFE = 2(N - 1) + 1."""
+    del key
+    return dpm_solver("dpm_solver_2", 2, denoiser, x_init, sigmas, hook=hook, callback=callback, r1=r1)
+
+
+@SAMPLERS.register("dpm_solver_3", nfe=stages_per_level(3), stochastic=False, order=3)
+def sample_dpm_solver_3(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
+                        r1: float = 1.0 / 3.0, r2: float = 2.0 / 3.0):
+    """DPM-Solver-3, single-step, noise prediction (Lu et al. 2022a, Alg. 2), with intermediate
+    levels at fractions `r1`, `r2` of each step in log sigma. NFE = 3(N - 1) + 1."""
+    del key
+    return dpm_solver("dpm_solver_3", 3, denoiser, x_init, sigmas, hook=hook, callback=callback,
+                      r1=r1, r2=r2)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from diffjax.registry import Registry
 from diffjax.sampling.loop import check_concrete_range, denoise_final, run
-from diffjax.sampling.samplers import register_sampler, stages_per_level
+from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
 from diffjax.sampling.steps import (ancestral_sigmas, churn, churn_gamma, euler_step,
                                     per_example_norm, to_d)
 
@@ -113,13 +113,16 @@ def no_correct(x, ctx, *, snr, n_steps):
 # --------------------------------------------------------------------------------------
 
 
-def _pc_nfe(n, *, predictor="reverse_diffusion", corrector="langevin", n_corrector_steps=1, **_):
+def pc_nfe(n: int, *, predictor: str = "reverse_diffusion", corrector: str = "langevin",
+           n_corrector_steps: int = 1) -> int:
+    """`N (n_corrector_steps + 1)`; `N n_corrector_steps + 1` without a predictor."""
     per_level = 0 if corrector == "none" else n_corrector_steps
     return n * per_level + (1 if predictor == "none" else n)
 
 
-def _pc_loop(name, denoiser, x_init, sigmas, *, key, hook, callback, predictor, corrector, snr,
-             n_corrector_steps):
+def predictor_corrector(name, denoiser, x_init, sigmas, *, key, hook, callback, predictor, corrector,
+                        snr, n_corrector_steps):
+    """Runs sampler `name`: at each level the corrector, then the predictor to the next level."""
     move, correct = PREDICTORS.get(predictor), CORRECTORS.get(corrector)
     if int(n_corrector_steps) != n_corrector_steps or n_corrector_steps < 0:
         raise ValueError(f"{name}: n_corrector_steps must be a non-negative integer, got {n_corrector_steps}")
@@ -141,7 +144,7 @@ def _pc_loop(name, denoiser, x_init, sigmas, *, key, hook, callback, predictor, 
                callback=callback)
 
 
-@register_sampler("pc", nfe=_pc_nfe, stochastic=True)
+@SAMPLERS.register("pc", nfe=pc_nfe, stochastic=True, order=0)
 def sample_pc(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
               predictor: str = "reverse_diffusion",  # a name in PREDICTORS
               corrector: str = "langevin",  # a name in CORRECTORS
@@ -150,46 +153,66 @@ def sample_pc(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
     """Predictor-corrector sampling (Song et al. 2021, Alg. 1; score_sde `pc_sampler`): at each level,
     `n_corrector_steps` corrector steps, then one predictor step to the next level.
     NFE = N (n_corrector_steps + 1), or N n_corrector_steps + 1 with predictor 'none'."""
-    return _pc_loop("pc", denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
-                    predictor=predictor, corrector=corrector, snr=snr,
-                    n_corrector_steps=n_corrector_steps)
+    return predictor_corrector("pc", denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
+                               predictor=predictor, corrector=corrector, snr=snr,
+                               n_corrector_steps=n_corrector_steps)
 
 
-def _predictor_only(name: str, doc: str):
-    @register_sampler(name, nfe=lambda n, **_: n, stochastic=True)
-    def sample(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
-        return _pc_loop(name, denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
-                        predictor=name, corrector="none", snr=0.0, n_corrector_steps=0)
-
-    sample.__name__, sample.__doc__ = f"sample_{name}", doc
-    return sample
+def predictor_only(name: str, denoiser, x_init, sigmas, *, key, hook, callback):
+    """Runs the predictor `name` alone, then the denoised step to 0."""
+    return predictor_corrector(name, denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
+                               predictor=name, corrector="none", snr=0.0, n_corrector_steps=0)
 
 
-sample_euler_maruyama = _predictor_only("euler_maruyama", """Euler-Maruyama on the reverse SDE
-    (Song et al. 2021, App. G), then the denoised step to 0. NFE = N.""")
-sample_reverse_diffusion = _predictor_only("reverse_diffusion", """score_sde's reverse-diffusion
-    predictor alone (Song et al. 2021, eq. 46). NFE = N.""")
-sample_ancestral = _predictor_only("ancestral", """Ancestral (DDPM) sampling (Ho et al. 2020, Alg. 2),
-    the posterior step `q(x_next | x, x0 = D)`; equal to euler_ancestral with eta = 1. NFE = N.""")
+@SAMPLERS.register("euler_maruyama", nfe=one_per_level, stochastic=True, order=0)
+def sample_euler_maruyama(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
+    """Euler-Maruyama on the reverse SDE (Song et al. 2021, App. G), then the denoised step to 0.
+    NFE = N."""
+    return predictor_only("euler_maruyama", denoiser, x_init, sigmas, key=key, hook=hook,
+                          callback=callback)
 
 
-def _corrector_only(name: str, default_snr: float, doc: str):
-    @register_sampler(name, nfe=lambda n, n_steps=1, **_: n * n_steps + 1, stochastic=True)
-    def sample(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, snr=default_snr,
-               n_steps: int = 1):
-        return _pc_loop(name, denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
-                        predictor="none", corrector=name, snr=snr, n_corrector_steps=n_steps)
-
-    sample.__name__, sample.__doc__ = f"sample_{name}", doc
-    return sample
+@SAMPLERS.register("reverse_diffusion", nfe=one_per_level, stochastic=True, order=0)
+def sample_reverse_diffusion(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
+    """score_sde's reverse-diffusion predictor alone (Song et al. 2021, eq. 46). NFE = N."""
+    return predictor_only("reverse_diffusion", denoiser, x_init, sigmas, key=key, hook=hook,
+                          callback=callback)
 
 
-sample_langevin = _corrector_only("langevin", 0.16, """Langevin corrector alone, `n_steps` per level
-    (Song et al. 2021, Alg. 4 with score_sde's `NonePredictor`), then the denoised step to 0.
-    NFE = N n_steps + 1.""")
-sample_annealed_langevin = _corrector_only("annealed_langevin", 0.16, """Annealed Langevin dynamics
-    (Song & Ermon 2019, Alg. 1): `n_steps` Langevin steps of size `2 (snr sigma)^2` per level, then
-    the denoised step to 0. NFE = N n_steps + 1.""")
+@SAMPLERS.register("ancestral", nfe=one_per_level, stochastic=True, order=0)
+def sample_ancestral(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None):
+    """Ancestral (DDPM) sampling (Ho et al. 2020, Alg. 2), the posterior step `q(x_next | x, x0 = D)`;
+    equal to euler_ancestral with eta = 1. NFE = N."""
+    return predictor_only("ancestral", denoiser, x_init, sigmas, key=key, hook=hook, callback=callback)
+
+
+def corrector_nfe(n: int, *, n_steps: int = 1) -> int:
+    """`N n_steps + 1`: `n_steps` corrector calls per level, then the step to 0."""
+    return n * n_steps + 1
+
+
+def corrector_only(name: str, denoiser, x_init, sigmas, *, key, hook, callback, snr, n_steps):
+    """Runs the corrector `name` alone, `n_steps` per level, then the denoised step to 0."""
+    return predictor_corrector(name, denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
+                               predictor="none", corrector=name, snr=snr, n_corrector_steps=n_steps)
+
+
+@SAMPLERS.register("langevin", nfe=corrector_nfe, stochastic=True, order=0)
+def sample_langevin(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None, snr=0.16,
+                    n_steps: int = 1):
+    """Langevin corrector alone, `n_steps` per level (Song et al. 2021, Alg. 4 with score_sde's
+    `NonePredictor`), then the denoised step to 0. NFE = N n_steps + 1."""
+    return corrector_only("langevin", denoiser, x_init, sigmas, key=key, hook=hook, callback=callback,
+                          snr=snr, n_steps=n_steps)
+
+
+@SAMPLERS.register("annealed_langevin", nfe=corrector_nfe, stochastic=True, order=0)
+def sample_annealed_langevin(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
+                             snr=0.16, n_steps: int = 1):
+    """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1): `n_steps` Langevin steps of size
+    `2 (snr sigma)^2` per level, then the denoised step to 0. NFE = N n_steps + 1."""
+    return corrector_only("annealed_langevin", denoiser, x_init, sigmas, key=key, hook=hook,
+                          callback=callback, snr=snr, n_steps=n_steps)
 
 
 # --------------------------------------------------------------------------------------
@@ -197,7 +220,7 @@ sample_annealed_langevin = _corrector_only("annealed_langevin", 0.16, """Anneale
 # --------------------------------------------------------------------------------------
 
 
-@register_sampler("edm_stochastic", nfe=stages_per_level(2), stochastic=True)
+@SAMPLERS.register("edm_stochastic", nfe=stages_per_level(2), stochastic=True, order=0)
 def sample_edm_stochastic(denoiser, x_init, sigmas, *, key=None, hook=None, callback=None,
                           s_churn: float = 80.0,  # Table 5, ImageNet-64
                           s_tmin: float = 0.05,

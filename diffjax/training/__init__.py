@@ -1,2 +1,3 @@
-"""Training: state and EMA, the pure train step, checkpoints, the loop and evaluation."""
-from diffjax.training.loop import train_and_evaluate  # noqa: F401
+"""The training library (DESIGN.md, "Layers", 5): TrainState with EMAs and a method-state field,
+the generic train step, the diffusion objective, data parallelism (`parallel`, the only module
+that knows devices) and the orbax checkpoint manager. The training job is `diffjax.jobs.train`."""

@@ -1,12 +1,13 @@
 """Tests for diffjax.audio.datasets: folder and synth datasets, sampling, hosts, bad files."""
 import logging
+import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from diffjax.audio import datasets  # noqa: F401  (registers the datasets)
-from diffjax.data import DATASETS, get_dataset
+from diffjax.data import DATASETS, AbstractDataset, build_dataset, get_dataset
 from diffjax.registry import UnknownNameError
 
 SR = 16000
@@ -76,15 +77,15 @@ def test_batch_shapes_labels_and_short_clip_mask(folder, tmp_path):
     ds = make(folder, tmp_path, labels_from_dirs=True, channels=2)
     assert ds.class_names == ("drums", "keys") and ds.num_classes == 2 and ds.sample_rate == SR
     b = ds.batch(0, 2 * len(ds), seed=0)  # covers every file: epoch 0 and 1
-    assert b["audio"].shape == (2 * len(ds), 8000, 2) and b["audio"].dtype == np.float32
+    assert b["x"].shape == (2 * len(ds), 8000, 2) and b["x"].dtype == np.float32
     assert b["mask"].shape == (2 * len(ds), 8000, 1)
     assert set(b["label"]) <= {-1, 0, 1} and b["label"].dtype == np.int32
-    assert np.abs(b["audio"]).max() <= 1.0
+    assert np.abs(b["x"]).max() <= 1.0
     short = [i for i, j in enumerate(b["index"]) if ds.files[j] == "keys/f00.wav"]
     assert short  # keys/f00.wav (0.25 s) hashes into the train split
     i = short[0]
-    assert b["mask"][i].sum() == 4000 and np.all(b["audio"][i, 4000:] == 0)
-    assert np.abs(b["audio"][i, :4000]).max() > 0.4
+    assert b["mask"][i].sum() == 4000 and np.all(b["x"][i, 4000:] == 0)
+    assert np.abs(b["x"][i, :4000]).max() > 0.4
     full = [i for i, j in enumerate(b["index"]) if ds.files[j] != "keys/f00.wav"]
     assert np.all(b["mask"][full] == 1)
 
@@ -96,16 +97,16 @@ def test_determinism_across_restarts(folder, tmp_path):
     for b in (b2, b3):
         for k in b1:
             np.testing.assert_array_equal(b1[k], b[k])
-    assert not np.array_equal(make(folder, tmp_path).batch(8, 4, seed=3)["audio"], b1["audio"])
+    assert not np.array_equal(make(folder, tmp_path).batch(8, 4, seed=3)["x"], b1["x"])
 
 
 def test_hosts_read_disjoint_slices_of_the_global_batch(folder, tmp_path):
     ds = make(folder, tmp_path)
     whole = ds.batch(1, 4, seed=0)
     parts = [ds.batch(1, 4, seed=0, process_index=i, process_count=2) for i in range(2)]
-    assert all(p["audio"].shape[0] == 2 for p in parts)
+    assert all(p["x"].shape[0] == 2 for p in parts)
     assert not set(parts[0]["index"]) & set(parts[1]["index"])
-    np.testing.assert_array_equal(np.concatenate([p["audio"] for p in parts]), whole["audio"])
+    np.testing.assert_array_equal(np.concatenate([p["x"] for p in parts]), whole["x"])
     with pytest.raises(ValueError, match="divisible"):
         ds.batch(0, 3, seed=0, process_count=2)
 
@@ -124,7 +125,7 @@ def test_split_is_fixed_by_path_hash(folder, tmp_path):
 
 
 def test_resampled_crops_keep_their_frequency(folder, tmp_path):
-    ds = make(folder, tmp_path, eval_fraction=0.0)
+    ds = make(folder, tmp_path)  # _crop reads any usable file, whatever its split
     rel = "keys/f02.wav"  # 44.1 kHz, 300 Hz, 1.2 s
     x, m = ds._crop(rel, np.random.default_rng(0))
     assert x.shape == (8000, 1) and m.sum() == 8000
@@ -137,7 +138,7 @@ def test_synth_music_dataset(tmp_path):
     ds = get_dataset("synth_music", num_train=16, num_eval=4, clip_seconds=0.5,
                      crop_seconds=0.25, cache_dir=str(tmp_path))
     b = ds.batch(2, 8, seed=1)
-    assert b["audio"].shape == (8, 4000, 1) and b["mask"].shape == (8, 4000, 1)
+    assert b["x"].shape == (8, 4000, 1) and b["mask"].shape == (8, 4000, 1)
     assert b["label"].dtype == np.int32 and b["label"].max() < ds.num_classes == 9
     assert ds.class_names[0] == "flute" and len(ds) == 16 and len(ds.eval) == 4
     again = get_dataset("synth_music", num_train=16, num_eval=4, clip_seconds=0.5,
@@ -166,13 +167,71 @@ def test_synth_music_instrument_subset_from_a_json_list(tmp_path):
 
 def test_default_config_switches_to_a_folder_by_two_flags(folder, tmp_path):
     from configs import default
-    from diffjax import factory
     config = default.get_config()
-    config.data.name = "folder"  # as --config.data.name=folder --config.data.root=DIR
-    config.data.root = folder
+    config.data.name = "folder"  # as --config.data.name=folder --config.data.folder.root=DIR
+    config.data.folder.root = folder
     config.data.cache_dir = str(tmp_path)
-    config.data.labels_from_dirs = True
-    ds = factory.build_dataset(config)  # synth_music's keys (num_train, ...) are not passed on
+    config.data.folder.labels_from_dirs = True
+    ds = build_dataset(config.data)  # synth_music's keys (num_train, ...) are not passed on
     assert ds.class_names == ("drums", "keys") and ds.crop_seconds == config.data.crop_seconds
     crop = int(round(config.data.crop_seconds * config.data.sample_rate))
-    assert ds.batch(0, 4, seed=0)["audio"].shape == (4, crop, 1)
+    assert ds.batch(0, 4, seed=0)["x"].shape == (4, crop, 1)
+
+
+def test_folder_without_cache_dir_uses_the_default_cache(folder, tmp_path, monkeypatch):
+    """Regression: `--config.data.name=folder --config.data.folder.root=DIR` with the default
+    `cache_dir=None` crashed ("expected str ... not NoneType"); it now caches like synth_music."""
+    from configs import default
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    config = default.get_config()
+    config.data.name = "folder"
+    config.data.folder.root = folder
+    assert config.data.cache_dir is None
+    ds = build_dataset(config.data)
+    assert len(ds) > 0 and ds.batch(0, 2, seed=0)["x"].shape == (2, 16000, 1)
+    assert any(f.startswith("manifest_") for f in os.listdir(tmp_path / "xdg" / "diffjax"))
+
+
+@pytest.mark.parametrize("eval_fraction,split", [(1e-9, "eval"), (1.0 - 1e-9, "train")])
+def test_folder_empty_split_fails_at_construction_naming_the_key(folder, tmp_path, eval_fraction,
+                                                                split):
+    with pytest.raises(ValueError, match=f"the {split} split .* is empty.*data.folder.eval_fraction"):
+        make(folder, tmp_path, eval_fraction=eval_fraction)
+    with pytest.raises(ValueError, match="data.folder.eval_fraction must be in"):
+        make(folder, tmp_path, eval_fraction=0.0)
+    with pytest.raises(ValueError, match="data.folder.root"):
+        get_dataset("folder", cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("key", ["num_train", "num_eval"])
+def test_synth_music_empty_split_fails_at_construction_naming_the_key(tmp_path, key):
+    with pytest.raises(ValueError, match=f"set data.synth_music.{key} >= 1"):
+        get_dataset("synth_music", cache_dir=str(tmp_path), **{key: 0})
+    with pytest.raises(ValueError, match="longer than the clips"):
+        get_dataset("synth_music", cache_dir=str(tmp_path), clip_seconds=0.5, crop_seconds=1.0)
+
+
+def test_unknown_key_names_the_dataset_and_the_keys_it_takes(tmp_path):
+    section = {"name": "synth_music", "cache_dir": str(tmp_path), "root": "/data"}
+    with pytest.raises(TypeError, match="dataset 'synth_music' does not take \\['root'\\].*num_train"):
+        build_dataset(section)
+    # The other dataset's sub-section is ignored; the chosen one's keys are used.
+    ds = build_dataset({"name": "synth_music", "cache_dir": str(tmp_path), "crop_seconds": 0.25,
+                        "synth_music": {"num_train": 4, "num_eval": 2, "clip_seconds": 0.5},
+                        "folder": {"root": "/nowhere"}})
+    assert len(ds) == 4 and len(ds.eval) == 2 and ds.example_shape == (4000, 1)
+
+
+def test_audio_datasets_implement_the_interface(folder, tmp_path):
+    synth = get_dataset("synth_music", num_train=8, num_eval=2, clip_seconds=0.5, crop_seconds=0.25,
+                        cache_dir=str(tmp_path), channels=2)
+    files = make(folder, tmp_path, labels_from_dirs=True)
+    for ds in (synth, files):
+        assert isinstance(ds, AbstractDataset) and isinstance(ds.eval, AbstractDataset)
+        assert ds.closed_form is None and ds.sample_rate == SR
+        assert len(ds.class_names) == ds.num_classes > 0
+        b = ds.batch(3, 4, seed=0)
+        assert b["x"].shape == (4,) + ds.example_shape and b["x"].dtype == np.float32
+        assert b["mask"].shape == b["x"].shape[:-1] + (1,) and b["mask"].dtype == np.float32
+        assert b["label"].shape == (4,) and b["label"].dtype == np.int32
+    assert synth.example_shape == (4000, 2) and files.example_shape == (8000, 1)

@@ -30,7 +30,7 @@ def test_embedder_outputs(trained_classifier, smoke_dataset):
     workdir, _ = trained_classifier
     emb = features.get_embedder("classifier", workdir=workdir)
     assert emb.sample_rate == smoke_dataset.sample_rate and emb.num_classes == NUM_CLASSES
-    audio = smoke_dataset.eval.batch(0, 8, seed=0)["audio"]
+    audio = smoke_dataset.eval.batch(0, 8, seed=0)["x"]
     out = features.embed_all(emb, audio, batch_size=64)
     assert out["embedding"].shape == (8, 32) and out["probs"].shape == (8, NUM_CLASSES)
     np.testing.assert_allclose(out["probs"].sum(1), 1.0, rtol=1e-5)

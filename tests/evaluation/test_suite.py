@@ -22,7 +22,7 @@ def setup(trained_classifier, smoke_dataset, eval_cache):
 
 def data_generator(held_out):
     """'Generates' held-out clips: seed i -> clip i mod N; with labels, a clip of that class."""
-    audio, label = held_out["audio"], held_out["label"]
+    audio, label = held_out["x"], held_out["label"]
 
     def generate(seeds, labels=None):
         if labels is None:

@@ -40,7 +40,7 @@ def fake_workdir(tmp_path, smoke_config, smoke_dataset, monkeypatch):
 
     def generate(config, params, *, seeds, labels=None, nfe=None, **kwargs):
         calls.append({"seeds": list(seeds), "labels": labels, "nfe": nfe, **kwargs})
-        return FakeGenerated(held_out["audio"][np.asarray(seeds) % 64], nfe=nfe, num_steps=nfe)
+        return FakeGenerated(held_out["x"][np.asarray(seeds) % 64], nfe=nfe, num_steps=nfe)
 
     monkeypatch.setattr(checkpoint, "load_for_sampling", load_for_sampling)
     monkeypatch.setattr("diffjax.generation.generate", generate)

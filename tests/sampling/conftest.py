@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from diffjax import toy
-from diffjax.sampling import SAMPLER_INFO, SAMPLERS
+from diffjax.sampling import SAMPLERS
 
 
 def as_dtype(mixture, dtype):
@@ -12,16 +12,18 @@ def as_dtype(mixture, dtype):
 
 
 def own_samplers():
-    """Samplers defined in diffjax.sampling (other packages register theirs too, e.g. distillation)."""
-    return [n for n in SAMPLERS.names() if SAMPLERS.get(n).__module__.startswith("diffjax.sampling")]
+    """Samplers of the diffusion process, for any denoiser: all but those of distilled students
+    (diffjax.sampling.consistency, tested in tests/distillation) and any a test registers."""
+    return [n for n in SAMPLERS.names() if SAMPLERS.get(n).__module__.startswith("diffjax.sampling")
+            and SAMPLERS.get(n).__module__ != "diffjax.sampling.consistency"]
 
 
 def deterministic_samplers():
-    return [n for n in own_samplers() if not SAMPLER_INFO[n].stochastic]
+    return [n for n in own_samplers() if n in SAMPLERS.names(stochastic=False)]
 
 
 def stochastic_samplers():
-    return [n for n in own_samplers() if SAMPLER_INFO[n].stochastic]
+    return [n for n in own_samplers() if n in SAMPLERS.names(stochastic=True)]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffjax.sampling import GRIDS, PROCESS_GRIDS, get_grid, grid_for_process, validate_grid
+from diffjax.sampling import GRIDS, get_grid, grid_for_process, validate_grid
 from diffjax.sde import get_sde
 
 
@@ -70,7 +70,7 @@ def test_bad_grids_are_clear_errors():
         validate_grid(jnp.array([3.0, 3.0, 0.0]))
     with pytest.raises(ValueError, match="1-D"):
         validate_grid(jnp.zeros((2, 2)))
-    assert PROCESS_GRIDS >= {"uniform_t", "time_quadratic"}
+    assert set(GRIDS.names(process_time=True)) >= {"uniform_t", "time_quadratic"}
 
 
 def test_grid_for_process_overrides_the_range():

@@ -1,14 +1,16 @@
 """Registry-wide properties (STYLE rule 24b): every sampler runs jitted and un-jitted with the same
 result, stays finite, keeps shapes, calls the denoiser exactly `nfe()` times, and calls the hook
-and the callback once per step at the new level. Also the bad-input errors."""
+and the callback once per step at the new level; every sampler is a module-level `def sample_<name>`
+registered with its metadata. Also the bad-input errors."""
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from diffjax.registry import UnknownNameError
-from diffjax.sampling import (GRIDS, SAMPLER_INFO, SAMPLERS, get_grid, get_sampler, nfe,
-                              steps_for_nfe)
+from diffjax.sampling import GRIDS, SAMPLERS, get_grid, get_sampler, nfe, steps_for_nfe
 
 NUM_STEPS = 4
 SIGMAS = get_grid("karras")(NUM_STEPS, 0.05, 10.0)
@@ -45,7 +47,7 @@ def test_every_sampler_jitted_matches_eager_and_counts(name, mixture):
     # Host callbacks are unordered: compare as sets. The hook acts after every step, at the new level.
     np.testing.assert_allclose(sorted(hooked, reverse=True), np.asarray(SIGMAS[1:]), rtol=1e-6)
     assert sorted(steps) == list(range(NUM_STEPS))
-    if SAMPLER_INFO[name].nfe is not None:  # the adaptive solver reports its own (test_adaptive)
+    if SAMPLERS.meta(name)["nfe"] is not None:  # the adaptive solver reports its own (test_adaptive)
         assert len(calls) == nfe(name, NUM_STEPS)
 
     if name == "adaptive":  # diffrax jits internally; "un-jitted" is a plain call
@@ -98,7 +100,7 @@ def test_nfe_convention_and_budgets():
     with pytest.raises(ValueError, match="adaptive"):
         nfe("adaptive", 10)
     for name in SAMPLERS:
-        if SAMPLER_INFO[name].nfe is not None:
+        if SAMPLERS.meta(name)["nfe"] is not None:
             assert nfe(name, steps_for_nfe(name, nfe(name, 7))) == nfe(name, 7)
 
 
@@ -122,3 +124,33 @@ def test_registries_are_complete():
         "edm_stochastic", "euler", "heun", "dpm_2", "lms", "ddim", "dpm_solver_1", "dpm_solver_2",
         "dpm_solver_3", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "dpmpp_3m_sde", "unipc",
         "euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "adaptive"}
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_every_sampler_is_a_module_level_def_with_its_metadata(name):
+    """`grep "def sample_<name>"` finds every sampler: no factory-made functions."""
+    fn = get_sampler(name)
+    assert fn.__name__ == "sample_" + name
+    assert getattr(sys.modules[fn.__module__], fn.__name__) is fn
+    meta = SAMPLERS.meta(name)
+    assert {"nfe", "stochastic", "order"} <= set(meta)
+    assert isinstance(meta["stochastic"], bool) and isinstance(meta["order"], int)
+    assert meta["nfe"] is None or callable(meta["nfe"])
+
+
+def test_metadata_filters_and_is_required():
+    deterministic = SAMPLERS.names(stochastic=False)
+    assert {"euler", "heun", "dpmpp_2m", "unipc", "adaptive"} <= set(deterministic)
+    assert not {"euler_ancestral", "pc", "consistency"} & set(deterministic)
+    assert SAMPLERS.meta("heun")["order"] == 2 and SAMPLERS.meta("adaptive")["nfe"] is None
+    with pytest.raises(TypeError, match="needs the metadata"):
+        SAMPLERS.register("no_meta", nfe=None)
+    with pytest.raises(TypeError, match="needs the metadata"):
+        GRIDS.register("no_meta")
+    assert GRIDS.meta("karras")["process_time"] is False
+
+
+def test_nfe_rejects_an_option_the_sampler_does_not_take():
+    assert nfe("dpmpp_2m", 10, eta=0.5) == 10  # a known option that does not change the cost
+    with pytest.raises(TypeError, match="has no option 'n_corrector_steps'.*eta"):
+        nfe("dpmpp_2m", 10, n_corrector_steps=2)

@@ -1,12 +1,14 @@
-"""`train_and_evaluate(config, workdir)`: the training loop behind experiments/train.py.
+"""`train_and_evaluate(config, workdir)`: the training job behind experiments/train.py.
 
 - Data parallel over every device of every host (`training.parallel`): batch sharded, params replicated.
 - Resumes from the latest checkpoint in the workdir. The data of step s and its key
   `fold_in(PRNGKey(seed), s)` depend only on (seed, s, host), so a run killed at any step and
   resumed ends bitwise identical to an uninterrupted one.
 - SIGTERM (preemption) saves a checkpoint at the current step, then exits cleanly.
-- A NaN/Inf loss or gradient stops the run before anything is saved: the last good checkpoint stays.
+- A NaN/Inf loss, gradient or updated parameter stops the run before anything is saved.
 - Several steps per dispatch (`training.steps_per_dispatch`) run as one `lax.scan` on device.
+- The method (plain diffusion, or distillation when the config has `distill`) supplies only the
+  loss, the initial parameters and its method state; everything else is shared.
 """
 from __future__ import annotations
 
@@ -20,53 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from diffjax import distillation, factory, generation
-from diffjax.precond import flax_net_fn, make_denoiser
-from diffjax.training import checkpoint, evaluation, parallel
-from diffjax.training.state import (TrainState, build_optimizer, ema_decay, learning_rate_schedule,
-                                    num_params)
+from diffjax import audio, distillation, losses, toy  # noqa: F401  (audio, toy: register their datasets)
+from diffjax import data as data_lib
+from diffjax.jobs import train_eval
+from diffjax.jobs.workdir import checkpoint_dir, load, load_config, save_config, save_spec
+from diffjax.model import build_model, data_spec
+from diffjax.training import checkpoint, parallel
+from diffjax.training.objective import diffusion_loss_fn
+from diffjax.training.state import TrainState, build_optimizer, ema_decay, learning_rate_schedule, num_params
 from diffjax.training.step import make_train_step
 from diffjax.training.writer import MetricWriter
 
 log = logging.getLogger("diffjax")
 NOISE_BUCKETS = (0.05, 0.2, 1.0, 5.0)  # sigma~ edges for the loss-by-noise-level curves
+MODEL_SECTIONS = ("sde", "precond", "model", "codec", "conditioning")  # what a checkpoint's weights mean
 
 
 class DivergenceError(FloatingPointError):
-    """Raised when the loss or a gradient becomes NaN/Inf."""
-
-
-def data_array(batch: dict) -> jax.Array:
-    """The array to model in a dataset batch: 'x' (vectors) or 'audio' (waveforms)."""
-    for field in ("x", "audio"):
-        if field in batch:
-            return jnp.asarray(batch[field])
-    raise KeyError(f"a batch needs an 'x' or 'audio' entry, got keys {sorted(batch)}")
-
-
-def make_loss_fn(model, pc, loss, *, codec=None, num_classes: int = 0, label_dropout: float = 0.0):
-    """`loss_fn(params, batch, key) -> (per-example loss, sigma)`.
-
-    Audio is encoded by `codec` first; labels are dropped to the null class with probability
-    `label_dropout` for classifier-free guidance (Ho & Salimans 2022).
-    """
-
-    def loss_fn(params, batch, key):
-        key_loss, key_drop = jax.random.split(key)
-        x0 = data_array(batch)
-        mask = batch.get("mask")
-        if codec is not None and "audio" in batch:
-            waveform_codec = x0.shape == codec.encode(x0).shape
-            x0, mask = codec.encode(x0), (mask if waveform_codec else None)
-        cond = None
-        if num_classes > 0:
-            label = jnp.asarray(batch["label"], jnp.int32)
-            drop = jax.random.bernoulli(key_drop, label_dropout, label.shape)
-            cond = {"label": jnp.where(drop, num_classes, label)}
-        denoiser = make_denoiser(pc, flax_net_fn(model, params), cond)
-        return loss.per_example(denoiser, x0, key_loss, mask)
-
-    return loss_fn
+    """Raised when the loss, a gradient or an updated parameter becomes NaN/Inf."""
 
 
 def make_multi_step(train_step, steps_per_dispatch: int):
@@ -75,17 +48,13 @@ def make_multi_step(train_step, steps_per_dispatch: int):
         return lambda state, batches, keys: train_step(state, jax.tree.map(lambda a: a[0], batches), keys[0])
 
     def multi_step(state, batches, keys):
-        def body(state, inputs):
-            state, metrics = train_step(state, *inputs)
-            return state, metrics
-
-        state, metrics = jax.lax.scan(body, state, (batches, keys))
+        state, metrics = jax.lax.scan(lambda s, inputs: train_step(s, *inputs), state, (batches, keys))
         return state, jax.tree.map(lambda m: m[-1], metrics)
 
     return multi_step
 
 
-def _loss_by_noise_level(per_example, sigma) -> dict:
+def loss_by_noise_level(per_example, sigma) -> dict:
     edges = np.asarray(NOISE_BUCKETS)
     bucket = np.searchsorted(edges, np.asarray(sigma))
     names = ([f"<{edges[0]:g}"] + [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
@@ -118,57 +87,80 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _host_batches(dataset, first_step: int, count: int, batch_size: int, seed: int) -> dict:
+def host_batches(dataset, first_step: int, count: int, batch_size: int, seed: int) -> dict:
     """This host's batches for steps [first_step, first_step + count), stacked on a new axis 0."""
     batches = [dataset.batch(s, batch_size, seed=seed, process_index=jax.process_index(),
                              process_count=jax.process_count()) for s in range(first_step, first_step + count)]
     return {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0] if k != "index"}
 
 
+def check_unchanged(workdir: str, config) -> None:
+    """Refuses a config whose model, process, parameterisation, codec or conditioning differ from
+    the workdir's (its checkpoints would mean something else), with the differing keys."""
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+        return
+    stored = load_config(workdir)
+    changes = []
+    for section in MODEL_SECTIONS:
+        old = stored[section].to_dict() if section in stored else {}
+        new = config[section].to_dict() if section in config else {}
+        changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                    if old.get(k) != new.get(k)]
+    if changes:
+        raise ValueError(f"{workdir} holds a model trained with another config; changed: {'; '.join(changes)}. "
+                         "Use a new --workdir (nothing was written).")
+
+
+def _check_steps(train, k: int) -> None:
+    for every in ("log_every", "checkpoint_every", "num_steps"):
+        if train[every] % k:
+            raise ValueError(f"training.{every}={train[every]} must be a multiple of training.steps_per_dispatch={k}")
+
+
 def _check_finite(metrics, step: int, workdir: str) -> None:
     if not bool(parallel.to_host(metrics["finite"])):
         raise DivergenceError(
-            f"loss or gradient is NaN/Inf at step {step} (loss={float(parallel.to_host(metrics['loss']))}); "
-            f"stopped without saving, the last good checkpoint in {checkpoint.checkpoint_dir(workdir)} is "
-            "intact. Lower optim.learning_rate or set optim.grad_clip.")
+            f"loss, gradient or updated parameters are NaN/Inf at step {step} "
+            f"(loss={float(parallel.to_host(metrics['loss']))}); stopped without saving this state, so the "
+            f"checkpoints in {checkpoint_dir(workdir)} are from before it. Lower optim.learning_rate or set "
+            "optim.grad_clip.")
+
+
+def build_objective(config, model, dataset):
+    """`(loss_fn, init_params, init_method_state, update_method_state)` of the config's method."""
+    if "distill" not in config:
+        loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
+        return diffusion_loss_fn(model, loss), (lambda p: p), (lambda p: {}), None
+    teacher_workdir = config.distill.get("teacher_workdir")
+    teacher = load(teacher_workdir) if teacher_workdir else None
+    if teacher is not None:
+        distillation.check_compatible(teacher.config, config, teacher_workdir)
+    objective = distillation.make_objective(config.distill, model=model, teacher=teacher, dataset=dataset)
+    return objective.loss_fn, objective.init_params, objective.init_method_state, objective.update_method_state
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming if possible), then evaluates; returns final metrics."""
-    os.makedirs(workdir, exist_ok=True)
     train = config.training
     mesh = parallel.make_mesh(train.get("num_devices") or None)
     parallel.check_batch_size(train.batch_size, mesh)
     k = int(train.get("steps_per_dispatch", 1))
-    for every in ("log_every", "checkpoint_every", "num_steps"):
-        if train[every] % k:
-            raise ValueError(f"training.{every}={train[every]} must be a multiple of "
-                             f"training.steps_per_dispatch={k}")
+    _check_steps(train, k)
+    dataset = data_lib.build_dataset(config.data)
+    model = build_model(config, data_spec(dataset))
+    loss_fn, init_params, init_method_state, update_method_state = build_objective(config, model, dataset)
+    check_unchanged(workdir, config)
     if jax.process_index() == 0:
-        checkpoint.save_config(workdir, config)
-    process = factory.build_process(config)
-    pc = factory.build_precond(config, process)
-    model = factory.build_model(config)
-    loss = factory.build_loss(config, process, pc)
-    dataset = factory.build_dataset(config)
-    codec = generation.build_codec(config) if generation.is_audio(config) else None
+        save_config(workdir, config)
+        save_spec(workdir, model.spec)
     seed = config.seed
-
-    example = data_array(dataset.batch(0, jax.process_count() * 2, seed=seed,
-                                       process_index=jax.process_index(), process_count=jax.process_count()))
-    example = codec.encode(example) if codec is not None else example
-    params = factory.init_params(model, example, jax.random.PRNGKey(seed))
-    # Few-step students (diffjax.distillation): CD, CT, progressive distillation.
-    distill = (distillation.make_objective(config, model=model, process=process, pc=pc, codec=codec,
-                                           dataset=dataset) if "distill" in config else None)
-    if distill is not None:
-        params = distill.init_params(params)
-    tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
-    schedule = learning_rate_schedule(**factory.kwargs_of(
-        config.optim, "b1", "b2", "eps", "weight_decay", "grad_clip", "accumulate_steps"))
+    params = init_params(model.init(jax.random.PRNGKey(seed)))
+    tx = build_optimizer(name=config.optim.name, **{k_: v for k_, v in config.optim.items() if k_ != "name"})
+    schedule = learning_rate_schedule(**{k_: v for k_, v in config.optim.items() if k_ in (
+        "learning_rate", "warmup_steps", "decay", "decay_steps", "end_factor")})
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]
-    state = TrainState.create(params, tx, len(decays))
-    manager = checkpoint.make_manager(workdir, max_to_keep=train.keep_last, keep_every=train.keep_every)
+    state = TrainState.create(params, tx, len(decays), init_method_state(params))
+    manager = checkpoint.make_manager(checkpoint_dir(workdir), max_to_keep=train.keep_last, keep_every=train.keep_every)
     restored = checkpoint.restore_latest(manager, state.checkpoint_items())
     if restored is not None:
         state = state.replace_items(restored)
@@ -177,11 +169,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     log.info("model %s: %d parameters; %d devices, %d hosts; starting at step %d", config.model.name,
              num_params(params), mesh.devices.size, jax.process_count(), start)
 
-    loss_fn = make_loss_fn(model, pc, loss, codec=codec, num_classes=int(config.model.get("num_classes", 0)),
-                           label_dropout=train.label_dropout)
-    train_step = make_train_step(loss_fn, decays) if distill is None else distill.make_train_step(decays)
-    step_fn = make_multi_step(train_step, k)
-    train_steps = parallel.jit_data_parallel(step_fn, mesh, stacked=True)
+    train_step = make_train_step(loss_fn, decays, update_method_state=update_method_state)
+    train_steps = parallel.jit_data_parallel(make_multi_step(train_step, k), mesh, stacked=True)
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     base_key = jax.random.PRNGKey(seed)
     progress = tqdm.tqdm(total=train.num_steps, initial=start, desc="train",
@@ -189,8 +178,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     tic, tic_step = time.time(), start
     with _Preemption() as preemption:
         for step in range(start, train.num_steps, k):
-            batches = parallel.shard_batch(_host_batches(dataset, step, k, train.batch_size, seed), mesh,
-                                           stacked=True)
+            batches = parallel.shard_batch(host_batches(dataset, step, k, train.batch_size, seed), mesh, stacked=True)
             keys = jnp.stack([jax.random.fold_in(base_key, s) for s in range(step, step + k)])
             state, metrics = train_steps(state, batches, parallel.replicate(keys, mesh))
             done = step + k
@@ -198,31 +186,30 @@ def train_and_evaluate(config, workdir: str) -> dict:
             progress.update(k)
             should_log = done % train.log_every == 0 or done == train.num_steps
             should_save = done % train.checkpoint_every == 0 or done == train.num_steps or stop
-            if should_log or should_save:  # NaN params keep the loss NaN, so this check guards saves
+            if should_log or should_save:  # non-finite parameters stay non-finite, so this guards saves
                 _check_finite(metrics, done, workdir)
             if should_log:
                 host = parallel.to_host(metrics)
                 elapsed = max(time.time() - tic, 1e-9)
                 scalars = {"loss": host["loss"], "grad_norm": host["grad_norm"],
-                           "learning_rate": float(schedule(done)),
-                           "steps_per_s": (done - tic_step) / elapsed,
+                           "learning_rate": float(schedule(done)), "steps_per_s": (done - tic_step) / elapsed,
                            "examples_per_s": (done - tic_step) * train.batch_size / elapsed,
-                           **_loss_by_noise_level(host["per_example_loss"], host["sigma"])}
+                           **loss_by_noise_level(host["per_example_loss"], host["sigma"])}
                 writer.scalars(done, scalars)
                 progress.set_postfix(loss=f"{float(host['loss']):.4f}")
                 tic, tic_step = time.time(), done
             if should_save:
                 checkpoint.save(manager, done, state.checkpoint_items())
             if train.get("sample_every") and done % train.sample_every == 0 and done < train.num_steps:
-                evaluation.log_samples(config, parallel.to_host(state.ema_params[0]), writer, done, dataset)
+                train_eval.log_samples(config, model, parallel.to_host(state.ema_params[0]), writer, done)
             if stop:
                 log.warning("stopped at step %d after SIGTERM; rerun the same command to resume", done)
                 writer.close()
                 return {"preempted_at": done}
     progress.close()
 
-    ema_params = parallel.to_host(state.ema_params[0])
-    results = evaluation.evaluate(config, dataset, ema_params, workdir, writer, int(parallel.to_host(state.step)))
-    writer.record(int(parallel.to_host(state.step)), {"eval": results})
+    final_step = int(parallel.to_host(state.step))
+    results = train_eval.evaluate(config, model, parallel.to_host(state.ema_params[0]), dataset, workdir, final_step)
+    writer.record(final_step, {"eval": results})
     writer.close()
     return results

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -10,8 +9,11 @@ from typing import Optional
 
 import numpy as np
 
-from diffjax import factory, generation
-from diffjax.training import checkpoint
+from diffjax.audio import io as audio_io
+from diffjax.audio.plots import spectrogram_grid
+from diffjax.jobs.generate import generate
+from diffjax.jobs.workdir import load, write_json_atomically
+from diffjax.model import DataSpec
 
 log = logging.getLogger("diffjax")
 
@@ -30,75 +32,73 @@ class SampleRequest:
     init: Optional[str] = None  # SDEdit input wav
     strength: float = 0.5
     ema_index: int = 0
+    step: Optional[int] = None  # checkpoint step (default: the latest)
     out: Optional[str] = None
 
 
-def resolve_label(label: Optional[str], dataset) -> Optional[int]:
+def resolve_label(label: Optional[str], spec: DataSpec) -> Optional[int]:
     """A class name or index -> index; an unknown name lists the valid ones."""
     if label is None:
         return None
-    names = list(getattr(dataset, "class_names", []) or [])
-    if label.isdigit() and int(label) < max(len(names), getattr(dataset, "num_classes", 0)):
+    names = list(spec.class_names)
+    if label.isdigit() and int(label) < max(len(names), spec.num_classes):
         return int(label)
     if label in names:
         return names.index(label)
     raise ValueError(f"unknown class {label!r}; valid classes: {', '.join(names)} (or their indices)")
 
 
-def _read_init(path: str, dataset, num: int) -> np.ndarray:
-    from diffjax.audio import io as audio_io
-
-    audio = audio_io.read_audio(path, sample_rate=dataset.sample_rate, channels=dataset.channels)
-    if audio.shape[0] < dataset.length:
-        audio = np.pad(audio, ((0, dataset.length - audio.shape[0]), (0, 0)))
-    return np.broadcast_to(audio[: dataset.length], (num,) + audio[: dataset.length].shape)
+def _read_init(path: str, spec: DataSpec, num: int) -> np.ndarray:
+    length, channels = spec.shape
+    audio = audio_io.read_audio(path, sample_rate=spec.sample_rate, channels=channels)
+    if audio.shape[0] < length:
+        audio = np.pad(audio, ((0, length - audio.shape[0]), (0, 0)))
+    return np.broadcast_to(audio[:length], (num,) + audio[:length].shape)
 
 
 def run_sample_request(request: SampleRequest) -> dict:
     """Generates `request.num` samples and writes them; returns the summary that is also saved."""
-    config, params, step = checkpoint.load_for_sampling(request.workdir, ema_index=request.ema_index)
-    dataset = factory.build_dataset(config)
+    loaded = load(request.workdir, step=request.step, ema=request.ema_index)
+    model, config = loaded.model, loaded.config
     sampler = request.sampler or config.sampling.sampler
-    label = resolve_label(request.label, dataset)
+    label = resolve_label(request.label, model.spec)
+    if label is not None and "label" not in model.conditioners:
+        raise ValueError(f"--class {request.label!r} was given but the model in {request.workdir} has no label "
+                         f"conditioner (its conditions: {sorted(model.conditioners) or 'none'})")
     cfg_scale = request.cfg_scale if request.cfg_scale is not None else config.sampling.get("cfg_scale")
     seeds = np.arange(request.seed, request.seed + request.num)
-    init = None if request.init is None else _read_init(request.init, dataset, request.num)
+    init = None if request.init is None else _read_init(request.init, model.spec, request.num)
     batch = request.batch or request.num
     tic = time.time()
     pieces = []
     for start in range(0, request.num, batch):
         chunk = seeds[start:start + batch]
-        labels = None if label is None else np.full(len(chunk), label)
-        pieces.append(generation.generate(
-            config, params, seeds=chunk, sampler=sampler, grid=request.grid, nfe=request.nfe, labels=labels,
-            cfg_scale=cfg_scale if label is not None else None,
-            init=None if init is None else init[start:start + batch], strength=request.strength,
-            dataset=dataset))
+        cond = None if label is None else {"label": np.full(len(chunk), label, np.int32)}
+        pieces.append(generate(
+            model, loaded.params, sampling_config=config.sampling, seeds=chunk, sampler=sampler, grid=request.grid,
+            nfe=request.nfe, cond=cond, cfg_scale=cfg_scale if label is not None else None,
+            init=None if init is None else init[start:start + batch], strength=request.strength))
     wall = time.time() - tic
     audio = np.concatenate([p.audio for p in pieces])
     out_dir = request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{pieces[0].nfe}")
     os.makedirs(out_dir, exist_ok=True)
-    summary = {"workdir": request.workdir, "checkpoint_step": int(step), "sampler": sampler,
+    summary = {"workdir": request.workdir, "checkpoint_step": int(loaded.step), "sampler": sampler,
                "grid": request.grid or config.sampling.grid, "nfe": pieces[0].nfe,
                "num_steps": pieces[0].num_steps, "seeds": seeds.tolist(), "label": label,
                "cfg_scale": cfg_scale if label is not None else None, "init": request.init,
                "strength": request.strength if request.init else None, "wall_seconds": wall}
-    if generation.is_audio(config):
-        _write_audio(out_dir, audio, seeds, dataset.sample_rate)
-        seconds = audio.shape[0] * audio.shape[1] / dataset.sample_rate
+    if model.spec.is_audio:
+        _write_audio(out_dir, audio, seeds, model.spec.sample_rate)
+        seconds = audio.shape[0] * audio.shape[1] / model.spec.sample_rate
         summary["real_time_factor"] = wall / seconds  # < 1: faster than real time
     else:
         np.save(os.path.join(out_dir, "samples.npy"), audio)
-    with open(os.path.join(out_dir, "samples.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json_atomically(os.path.join(out_dir, "samples.json"), summary)
     log.info("wrote %d samples to %s", len(seeds), out_dir)
     return summary
 
 
 def _write_audio(out_dir: str, audio: np.ndarray, seeds, sample_rate: int) -> None:
-    from diffjax.audio import io as audio_io
-    from diffjax.audio.plots import spectrogram_grid
-
     for seed, wave in zip(seeds, audio):
         audio_io.write_audio(os.path.join(out_dir, f"seed{seed:06d}.wav"), np.clip(wave, -1, 1),
                              sample_rate=sample_rate, overwrite=True)

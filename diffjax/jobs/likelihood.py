@@ -77,7 +77,7 @@ def _host_batch(dataset, spec: EvalSpec, config, step: int) -> tuple[np.ndarray,
         if np.any(np.asarray(batch["mask"]) == 0):
             raise ValueError("likelihood evaluation needs unpadded clips (a batch has mask == 0): "
                              "set data.crop_seconds to at most the shortest clip")
-        data = np.asarray(batch["audio"])
+        data = np.asarray(batch["x"])
     local = spec.batch_size // count
     ids = step * spec.batch_size + index * local + np.arange(local)
     return data, ids

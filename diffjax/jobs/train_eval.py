@@ -1,28 +1,25 @@
 """Evaluation during and after training: samples from the EMA model, measured against the data."""
 from __future__ import annotations
 
-import json
 import os
 
 import jax
+import matplotlib
 import numpy as np
 
-from diffjax import generation, toy
+from diffjax import toy
+from diffjax.audio import io as audio_io
+from diffjax.audio.plots import spectrogram_grid
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder
 from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness
+from diffjax.jobs.generate import generate
+from diffjax.jobs.workdir import write_json_atomically
 
-
-def _dump(workdir: str, results: dict) -> None:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-        json.dump(results, f, indent=2)
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _plot_toy(path: str, real: np.ndarray, generated: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
     for ax, points, title in zip(axes, (real, generated), ("data", "samples")):
         ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
@@ -33,11 +30,11 @@ def _plot_toy(path: str, real: np.ndarray, generated: np.ndarray) -> None:
     plt.close(fig)
 
 
-def evaluate_toy(config, mixture: toy.GaussianMixture, params, workdir: str) -> dict:
-    """Energy distance to fresh data and mode recovery statistics; writes a scatter plot."""
+def evaluate_closed_form(config, model, params, mixture, workdir: str) -> dict:
+    """Toy data with a known density: energy distance to fresh data and mode statistics; a scatter plot."""
     num = config.evaluation.num_samples
     seeds = np.arange(num) + 1_000_000 * (config.seed + 1)
-    generated = generation.generate(config, params, seeds=seeds, dataset=mixture).audio
+    generated = generate(model, params, sampling_config=config.sampling, seeds=seeds).audio
     real = np.asarray(mixture.sample(jax.random.PRNGKey(config.seed + 2), num))
     results = {"energy_distance": float(toy.energy_distance(generated, real)),
                **toy.mode_statistics(generated, mixture)}
@@ -47,57 +44,53 @@ def evaluate_toy(config, mixture: toy.GaussianMixture, params, workdir: str) -> 
     return results
 
 
-def evaluate_audio(config, dataset, params, workdir: str, writer=None, step: int = 0) -> dict:
+def evaluate_audio(config, model, params, dataset, workdir: str, step: int = 0) -> dict:
     """Writes generated wavs and a spectrogram grid (real vs generated) and measures the samples."""
-    from diffjax.audio import io as audio_io
-    from diffjax.audio.plots import spectrogram_grid
-
-    num = config.evaluation.num_samples
-    out = generation.generate(config, params, seeds=np.arange(num), dataset=dataset)
-    real = np.asarray(dataset.eval.batch(0, num, seed=0)["audio"])
+    num, rate = config.evaluation.num_samples, model.spec.sample_rate
+    out = generate(model, params, sampling_config=config.sampling, seeds=np.arange(num))
+    real = np.asarray(dataset.eval.batch(0, num, seed=0)["x"])
     noise = np.random.default_rng(0).normal(scale=real.std(), size=real.shape)
     sample_dir = os.path.join(workdir, "samples")
     os.makedirs(sample_dir, exist_ok=True)
     for i, wave in enumerate(out.audio):
         audio_io.write_audio(os.path.join(sample_dir, f"step{step}_seed{i}.wav"), np.clip(wave, -1, 1),
-                             sample_rate=dataset.sample_rate, overwrite=True)
+                             sample_rate=rate, overwrite=True)
     shown = min(num, 4)
-    spectrogram_grid(list(real[:shown]) + list(out.audio[:shown]), dataset.sample_rate,
-                     os.path.join(workdir, "spectrograms.png"),
+    spectrogram_grid(list(real[:shown]) + list(out.audio[:shown]), rate, os.path.join(workdir, "spectrograms.png"),
                      titles=[f"data {i}" for i in range(shown)] + [f"sample {i}" for i in range(shown)])
     sets = {"samples": out.audio, "data": real, "noise": noise}
     results = {"spectral_flatness": {k: spectral_flatness(v) for k, v in sets.items()},
-               "pitch_confidence": {k: pitch_confidence(v, dataset.sample_rate) for k, v in sets.items()},
+               "pitch_confidence": {k: pitch_confidence(v, rate) for k, v in sets.items()},
                "nfe": out.nfe, "num_samples": num}
     # Fréchet distance between Gaussian fits of mel statistics (128-D; with few clips a rough,
     # relative number: samples against noise, both to the same data).
-    embedder = get_embedder("mel_stats", sample_rate=dataset.sample_rate)
+    embedder = get_embedder("mel_stats", sample_rate=rate)
     reference = embed_all(embedder, real)["embedding"]
     results["fd_mel"] = {k: frechet_distance_features(embed_all(embedder, sets[k])["embedding"], reference)
                          for k in ("samples", "noise")}
     return results
 
 
-def log_samples(config, params, writer, step: int, dataset, num: int = 4) -> None:
+def log_samples(config, model, params, writer, step: int, num: int = 4) -> None:
     """Periodic samples during training: audio clips and a spectrogram grid in TensorBoard."""
-    if not generation.is_audio(config) or not writer.enabled:
+    if not model.spec.is_audio or not writer.enabled:
         return
-    from diffjax.audio.plots import spectrogram_grid
-
-    out = generation.generate(config, params, seeds=np.arange(num), dataset=dataset)
+    out = generate(model, params, sampling_config=config.sampling, seeds=np.arange(num))
     for i, wave in enumerate(out.audio):
-        writer.audio(step, f"samples/{i}", wave, dataset.sample_rate)
-    writer.image(step, "samples/spectrograms", spectrogram_grid(list(out.audio), dataset.sample_rate))
+        writer.audio(step, f"samples/{i}", wave, model.spec.sample_rate)
+    writer.image(step, "samples/spectrograms", spectrogram_grid(list(out.audio), model.spec.sample_rate))
     writer.flush()
 
 
-def evaluate(config, dataset, params, workdir: str, writer=None, step: int = 0) -> dict:
-    """Dispatches on the dataset kind; only process 0 evaluates; `evaluation.num_samples = 0` skips it."""
+def evaluate(config, model, params, dataset, workdir: str, step: int = 0) -> dict:
+    """Closed-form data are measured against their density, audio by its statistics; only process 0
+    evaluates; `evaluation.num_samples = 0` skips it."""
     if jax.process_index() != 0 or config.evaluation.num_samples <= 0:
         return {}
-    if isinstance(dataset, toy.GaussianMixture):
-        results = evaluate_toy(config, dataset, params, workdir)
+    mixture = dataset.closed_form
+    if mixture is not None:
+        results = evaluate_closed_form(config, model, params, mixture, workdir)
     else:
-        results = evaluate_audio(config, dataset, params, workdir, writer, step)
-    _dump(workdir, results)
+        results = evaluate_audio(config, model, params, dataset, workdir, step)
+    write_json_atomically(os.path.join(workdir, "eval.json"), results)
     return results

@@ -1,0 +1,132 @@
+"""A workdir on disk: `config.json` (the resolved config), `model.json` (what one data example is),
+and `checkpoints/` (orbax). `load(workdir)` is the only path from a checkpoint to a model object.
+
+    loaded = load("runs/default", step=None, ema=0)     # ema=-1: the raw weights
+    D = loaded.model.denoiser(loaded.params)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from diffjax.model import DataSpec, DiffusionModel, build_model
+from diffjax.training import checkpoint
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.json"
+FORMAT_VERSION = 2  # 2: the model object (data spec in model.json, conditioning section, method_state)
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def write_json_atomically(path: str, value: Any) -> None:
+    """Writes JSON to a temporary file beside `path`, then renames it over `path` (never half-written)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        temporary = f.name
+    os.replace(temporary, path)
+
+
+def _read_json(path: str, what: str) -> dict:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {os.path.dirname(path)!r} a diffjax training workdir? "
+                                f"({what}; train first with experiments/train.py --workdir ...)")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); restore the file from the run that wrote it "
+                         "or retrain into a new workdir") from None
+
+
+def _tuples(value):
+    """JSON arrays back to the tuples configs hold, so a loaded config equals the one saved."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    write_json_atomically(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config saved by `save_config` (lists restored as tuples)."""
+    return ml_collections.ConfigDict(_tuples(_read_json(os.path.join(workdir, CONFIG_FILE), "the resolved config")))
+
+
+def save_spec(workdir: str, spec: DataSpec) -> None:
+    write_json_atomically(os.path.join(workdir, MODEL_FILE), {"format_version": FORMAT_VERSION, "data": spec.to_json()})
+
+
+def load_spec(workdir: str) -> DataSpec:
+    """The `DataSpec` of a workdir; a workdir written before the model object fails by name."""
+    path = os.path.join(workdir, MODEL_FILE)
+    if not os.path.exists(path) and os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+        raise ValueError(
+            f"{workdir!r} was written by diffjax before the model-object change (issue 16: one model "
+            f"object and loader, conditioning as data): it has no {MODEL_FILE} and its config predates the "
+            "'conditioning' section and per-component data/codec sub-sections. Retrain it with the current "
+            "configs (python experiments/train.py --config configs/<x>.py --workdir NEW_DIR).")
+    values = _read_json(path, "what one data example is")
+    version = values.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {version!r}; this diffjax reads {FORMAT_VERSION}. "
+                         "Retrain the workdir with this version.")
+    return DataSpec.from_json(values["data"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A trained model: the model object, its parameters, the checkpoint step and the config."""
+
+    model: DiffusionModel
+    params: Any
+    step: int
+    config: ml_collections.ConfigDict
+
+
+def abstract_checkpoint(model: DiffusionModel, config, *, tx=None) -> dict:
+    """Shapes and dtypes of a checkpoint of `model` (no allocation); with the optimiser's when `tx`."""
+    params = model.abstract_params()
+    items = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
+             "ema_params": tuple(params for _ in config.training.ema_halflife_examples)}
+    if tx is not None:
+        items["opt_state"] = jax.eval_shape(tx.init, params)
+    return checkpoint.on_first_local_device(items)
+
+
+def load(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> Loaded:
+    """The model object of `workdir` and the weights of checkpoint `step` (default the latest):
+    EMA number `ema` (`config.training.ema_halflife_examples` order), or the raw weights (-1)."""
+    config = load_config(workdir)
+    model = build_model(config, load_spec(workdir))
+    num_emas = len(config.training.ema_halflife_examples)
+    if not -1 <= ema < num_emas:
+        raise ValueError(f"ema={ema}: this workdir has {num_emas} EMAs (0..{num_emas - 1}); -1 for the raw weights")
+    manager = checkpoint.make_manager(checkpoint_dir(workdir))
+    steps = manager.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first "
+                                "(experiments/train.py --workdir ...)")
+    step = max(steps) if step is None else int(step)
+    if step not in steps:
+        raise ValueError(f"no checkpoint at step {step} in {checkpoint_dir(workdir)}; steps: {sorted(steps)}")
+    target = abstract_checkpoint(model, config)
+    target = {"params": target["params"]} if ema < 0 else {"ema_params": target["ema_params"]}
+    items = checkpoint.restore_partial(manager, step, target)
+    params = items["params"] if ema < 0 else items["ema_params"][ema]
+    return Loaded(model=model, params=params, step=step, config=config)

@@ -1,0 +1,152 @@
+"""The diffusion-model object (DESIGN.md, "The model object"): process + parameterisation +
+network + codec + conditioners, built from a config.
+
+    model = build_model(config, spec)              # spec: what one example of the data is
+    params = model.init(key)                        # or: loaded = jobs.load(workdir)
+    D = model.denoiser(params, cond)                # D(x, sigma) in the VE view; cond None: null
+    D_cfg = guidance.classifier_free(model.conditional_denoiser(params), cond,
+                                     model.null_condition(batch), scale=3.0)
+    audio = model.codec.decode(sampler(D, x_init, sigmas), model.spec.shape[0])
+
+Everything that trains, samples, restores, measures likelihoods or distils starts from this
+object; `diffjax.jobs.load(workdir)` is the only code that turns a checkpoint into one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+from diffjax import conditioners as conditioners_lib
+from diffjax import models, precond, sde
+from diffjax.audio.codecs import CODECS, AbstractCodec
+from diffjax.distillation import parameterisation  # noqa: F401  (registers the 'consistency' parameterisation)
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What one example of the training data is, stored with every workdir (`model.json`).
+
+    Attributes:
+      shape: one data example: `(L, C)` for audio, `(D,)` for vectors.
+      sample_rate: Hz for audio, None for vector data.
+      num_classes: classes of the data's 'label' attribute (0: none).
+      class_names: their names, index order.
+    """
+
+    shape: tuple[int, ...]
+    sample_rate: Optional[int] = None
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def is_audio(self) -> bool:
+        return self.sample_rate is not None
+
+    def to_json(self) -> dict:
+        return {"shape": list(self.shape), "sample_rate": self.sample_rate, "num_classes": self.num_classes,
+                "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> "DataSpec":
+        return cls(shape=tuple(int(n) for n in values["shape"]), sample_rate=values.get("sample_rate"),
+                   num_classes=int(values.get("num_classes", 0)), class_names=tuple(values.get("class_names", ())))
+
+
+def data_spec(dataset) -> DataSpec:
+    """The `DataSpec` of a dataset (`diffjax.data.AbstractDataset`)."""
+    rate = dataset.sample_rate
+    return DataSpec(shape=tuple(int(n) for n in dataset.example_shape), sample_rate=None if rate is None else int(rate),
+                    num_classes=int(dataset.num_classes), class_names=tuple(dataset.class_names or ()))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a key for compiled functions
+class DiffusionModel:
+    """A trained or trainable diffusion model, whatever its parts. Immutable; holds no weights.
+
+    Attributes:
+      process: the forward process (`diffjax.sde`).
+      precond: the parameterisation that turns the network into a denoiser (`diffjax.precond`).
+      network: the flax module `F(x_in, c_noise, cond)` (`diffjax.models`).
+      codec: the representation the network works in (`diffjax.audio.codecs`).
+      conditioners: `{name: AbstractConditioner}`; empty for an unconditional model.
+      spec: what one data example is (`DataSpec`).
+    """
+
+    process: sde.AbstractProcess
+    precond: precond.AbstractPrecond
+    network: Any
+    codec: AbstractCodec
+    conditioners: Mapping[str, conditioners_lib.AbstractConditioner]
+    spec: DataSpec
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """One example in model space (after the codec's `encode`)."""
+        example = jax.ShapeDtypeStruct((1,) + self.spec.shape, jnp.float32)
+        return tuple(jax.eval_shape(self.codec.encode, example).shape[1:])
+
+    def init(self, key: Array) -> Any:
+        """Fresh network parameters (one compile)."""
+        example = jnp.zeros((1,) + self.latent_shape, jnp.float32)
+        cond = self.network_condition(None, 1)
+        return jax.jit(self.network.init)(key, example, jnp.zeros((1,)), cond)["params"]
+
+    def abstract_params(self) -> Any:
+        """Shapes and dtypes of the parameters (`jax.eval_shape`; allocates nothing)."""
+        return jax.eval_shape(self.init, jax.random.PRNGKey(0))
+
+    def network_condition(self, cond: Optional[Mapping], batch_size: int) -> Optional[dict]:
+        """A condition pytree (None or missing names: null) -> the network's `cond` dict."""
+        return conditioners_lib.network_condition(self.conditioners, cond, batch_size)
+
+    def null_condition(self, batch_size: int) -> dict:
+        """Every condition's null value for a batch (CFG's unconditional branch)."""
+        return conditioners_lib.null_condition(self.conditioners, batch_size)
+
+    def condition_of(self, batch: Mapping[str, Any]) -> dict:
+        """The conditions in a dataset batch: its entries named after the model's conditioners."""
+        missing = sorted(set(self.conditioners) - set(batch))
+        if missing:
+            raise KeyError(f"the batch has no {missing} for this model's conditioners; batch keys: {sorted(batch)}")
+        return {name: batch[name] for name in self.conditioners}
+
+    def conditional_denoiser(self, params: Any):
+        """`D(x~ [B, ...], sigma~ [B] or scalar, cond) -> x0_hat`, the input of every guidance wrapper."""
+
+        def denoiser(x: Array, sigma: Array, cond: Optional[Mapping]) -> Array:
+            net_fn = precond.flax_net_fn(self.network, params)
+            return self.precond.denoise(net_fn, x, sigma, self.network_condition(cond, x.shape[0]))
+
+        return denoiser
+
+    def denoiser(self, params: Any, cond: Optional[Mapping] = None):
+        """`D(x~, sigma~)` with `cond` bound (None: every condition null, i.e. unconditional)."""
+        conditional = self.conditional_denoiser(params)
+        return lambda x, sigma: conditional(x, sigma, cond)
+
+
+def build_codec(section: Optional[Mapping], sample_rate: Optional[int]) -> AbstractCodec:
+    """`config.codec` (absent: the identity 'waveform' codec); the data's rate where a codec takes one."""
+    if section is None:
+        return CODECS.build({"name": "waveform"})
+    context = {} if sample_rate is None else {"sample_rate": int(sample_rate)}
+    return CODECS.build(section, **context)
+
+
+def build_model(config, spec: DataSpec) -> DiffusionModel:
+    """The model of `config` (sections sde, precond, model, codec, conditioning) for data `spec`."""
+    process = sde.SDES.build(config.sde)
+    pc = precond.PRECONDS.build(config.precond, process=process)
+    conditioners = conditioners_lib.build_conditioners(config.get("conditioning"), num_classes=spec.num_classes)
+    network_kwargs = {}
+    for conditioner in conditioners.values():
+        network_kwargs.update(conditioner.network_kwargs())
+    network = models.MODELS.build(config.model, **network_kwargs)
+    codec = build_codec(config.get("codec"), spec.sample_rate)
+    return DiffusionModel(process=process, precond=pc, network=network, codec=codec,
+                          conditioners=conditioners, spec=spec)

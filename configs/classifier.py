@@ -15,33 +15,27 @@ import ml_collections
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.seed = 0
+    config.seed = 0  # initialisation, data order and augmentation
 
-    # Labelled data: `name` in diffjax.data.DATASETS; 'label' is the class. The keys at the top
-    # are taken by every audio dataset, each dataset's own keys are in its sub-section (an unknown
-    # key is an error), as in configs/default.py.
+    # Labelled data (diffjax.data.build_dataset): `name` in diffjax.data.DATASETS, the keys every
+    # dataset takes here, and each dataset's own keys in its sub-section (only the chosen one's are
+    # used; any other key is an error). 'label' is the class.
     config.data = ml_collections.ConfigDict()
     config.data.name = "synth_music"
-    config.data.sample_rate = 16000
-    config.data.crop_seconds = 1.0  # synth_music: whole clips (= clip_seconds); folder: random crops
-    config.data.channels = 1
-    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered clips / manifest
+    config.data.sample_rate = 16000  # Hz; must equal the generated audio's (the classifier refuses others)
+    config.data.cache_dir = ml_collections.config_dict.placeholder(str)  # rendered clips / folder manifest
     config.data.synth_music = ml_collections.ConfigDict()
     config.data.synth_music.clip_seconds = 1.0
     config.data.synth_music.num_train = 4096  # renders in ~20 s once, then cached; more clips = less overfit
     config.data.synth_music.num_eval = 512    # held-out clips for the reported accuracy
-    config.data.synth_music.seed = 0
-    config.data.synth_music.instruments = ml_collections.config_dict.placeholder(tuple)
     # name = "folder" (diffjax.audio.datasets.AudioFolder): the audio directory, and labels from its
     # top-level sub-folders.
     config.data.folder = ml_collections.ConfigDict()
     config.data.folder.root = ml_collections.config_dict.placeholder(str)
-    config.data.folder.labels_from_dirs = False
-    config.data.folder.eval_fraction = 0.05
-    config.data.folder.normalize = False
-    config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)
+    config.data.folder.labels_from_dirs = True
 
-    # Network (AudioClassifier kwargs; num_classes and sample_rate come from the data).
+    # Network (AudioClassifier fields; num_classes and sample_rate come from the data; an unknown
+    # key is an error).
     config.classifier = ml_collections.ConfigDict()
     config.classifier.n_fft = 512
     config.classifier.hop = 128  # 8 ms at 16 kHz: 126 frames per second

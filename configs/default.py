@@ -88,11 +88,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.loss.weighting_kwargs = ml_collections.ConfigDict()  # e.g. gamma (min_snr), bias (sigmoid)
     config.loss.reduction = "mean"  # mean over dimensions | sum (nats-compatible)
 
-    # Network: `name` in diffjax.models.MODELS; other keys are its kwargs.
+    # Conditioning as data (diffjax.conditioners.CONDITIONERS): {name: kwargs}; empty = unconditional.
+    # E.g. label = dict(dropout=0.1): the batch's 'label' through a class embedding whose size comes
+    # from the data; dropped to the null class with probability `dropout` for classifier-free guidance.
+    config.conditioning = ml_collections.ConfigDict()
+
+    # Network: `name` in diffjax.models.MODELS; other keys are its kwargs (a conditioner supplies
+    # what it needs, e.g. label's num_classes).
     config.model = ml_collections.ConfigDict()
     config.model.name = "unet1d"  # unet1d | diffwave | unet2d | mlp
     config.model.size = "small"  # tiny (tests) | small (CPU quick start) | base (papers)
-    config.model.num_classes = 0  # > 0: class-conditional with a null class for CFG
     config.model.dtype = "float32"  # compute dtype; bfloat16 keeps float32 parameters
     # Overrides of the size preset (any field of the model; smoke sizes drop them). The quick start:
     # 128 channels (no fewer than the 128 mel bands at the input), 63 -> 32 -> 16 frames,
@@ -122,7 +127,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.training.steps_per_dispatch = 1  # > 1 runs several steps in one lax.scan on device
     config.training.num_devices = 0  # 0: every device of every host
     config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
-    config.training.label_dropout = 0.1  # CFG: probability of the null label when num_classes > 0
     config.training.log_every = 100
     config.training.checkpoint_every = 1000
     config.training.keep_last = 3  # checkpoints kept for preemption

@@ -14,7 +14,6 @@ the mixture's exact denoiser instead); `:smoke` shrinks everything for CPU tests
 import ml_collections
 
 from configs import default, toy_gmm
-from diffjax.distillation.schedules import halflife_for_decay
 
 
 def get_config(arg: str = ""):
@@ -37,12 +36,10 @@ def get_config(arg: str = ""):
     d.weighting = "uniform"  # uniform | inverse_gap
     d.distance = "l2"  # l2 | l1 | pseudo_huber | mrstft (multi-resolution STFT, waveforms)
     d.distance_kwargs = ml_collections.ConfigDict()
-    d.target = "ema"  # ema: theta- is the last EMA below | online: theta- = stop_gradient(theta)
+    d.target = "ema"  # ema: theta- trails theta (TrainState.method_state) | online: theta- = stop_gradient(theta)
+    d.target_decay = 0.95  # mu per step of theta- <- mu theta- + (1 - mu) theta (paper); 'ct' curriculum: mu(k)
 
-    # The first EMA samples; the last is the target network theta- with mu = 0.95 per step (paper).
-    batch = config.training.batch_size
-    config.training.ema_halflife_examples = (config.training.ema_halflife_examples[0],
-                                             halflife_for_decay(0.95, batch))
+    # training.ema_halflife_examples are real EMAs only (the first samples); theta- is not one of them.
     config.optim.learning_rate = 4e-4  # the paper's CD rate (Adam)
     config.optim.warmup_steps = 0
     config.sampling.sampler = "consistency"

@@ -7,7 +7,8 @@ The paper's recipe: pseudo-Huber distance with c = 0.00054 sqrt(d), log-normal p
 discretisation (P_mean = -1.1, P_std = 2.0), lambda = 1/(sigma_n+1 - sigma_n), N doubling from
 s0 + 1 = 11 to s1 + 1 = 1281 over training (K' = K / 8), and target decay mu = 0 (theta- =
 stop_gradient(theta)). `--config.distill.curriculum=ct` with `target=ema` is the original CT
-(Song et al. 2023, App. C: N ~ sqrt(k), adaptive mu(k)), whose target lives in the last EMA.
+(Song et al. 2023, App. C: N ~ sqrt(k), adaptive mu(k)), whose target theta- is kept in the
+train state's method state (`{"target": ...}`), not in an EMA.
 """
 import ml_collections
 
@@ -30,6 +31,7 @@ def get_config(arg: str = ""):
     d.distance = "pseudo_huber"  # c = 0.00054 sqrt(d) by default
     d.distance_kwargs = ml_collections.ConfigDict()
     d.target = "online"  # mu = 0
+    d.target_decay = 0.95  # mu of target='ema' with a curriculum that has no mu(k) ('fixed')
 
     config.optim.warmup_steps = 0
     config.sampling.sampler = "consistency"

@@ -5,7 +5,8 @@
     python experiments/sample.py --workdir runs/pd --sampler ddim --grid nested_karras --nfe 2
 
 Round r (training.num_steps / rounds steps each) distils 32 / 2^r teacher steps into half as many;
-the round's teacher is the student at the end of the previous round (kept in the last EMA). All
+the round's teacher is the student at the end of the previous round (kept in the train state's
+method state, `{"round_teacher": ...}`, not in an EMA). All
 rounds use the 'nested_karras' grid, whose N/2-step version keeps every other level of the N-step
 one, so the final student samples on exactly the levels it learnt. The student keeps the teacher's
 parameterisation and starts from its weights.
@@ -30,8 +31,6 @@ def get_config(arg: str = ""):
     d.teacher_steps = 32  # the round-0 teacher's steps
     d.rounds = 4  # 32 -> 16 -> 8 -> 4 -> 2
 
-    # The first EMA samples; the last holds the current round's teacher (its half-life is unused).
-    config.training.ema_halflife_examples = (config.training.ema_halflife_examples[0], 1.0)
     config.training.num_steps = 4 * 1000
     config.optim.decay_steps = config.training.num_steps
     config.optim.warmup_steps = 0

@@ -19,7 +19,7 @@ def get_config(arg: str = ""):
     config.data.gmm = ml_collections.ConfigDict(dict(num_modes=8, radius=1.0, seed=0))  # seed: mode directions for dim > 2
     config.data.gaussian = ml_collections.ConfigDict(dict(mean=0.0))
     del config["codec"]
-    config.model = ml_collections.ConfigDict(dict(name="mlp", width=128, depth=3, num_classes=0))
+    config.model = ml_collections.ConfigDict(dict(name="mlp", width=128, depth=3))
     config.precond.sigma_data = 0.71  # sqrt(radius^2 / 2 + std^2) for 8 modes on the unit circle
     config.training.batch_size = 512
     config.training.num_steps = 2000

@@ -16,7 +16,7 @@ def get_config(arg: str = ""):
     config = default.get_config()
     config.data.crop_seconds = 0.25  # 4000 samples
     config.codec.name = "waveform"  # takes no keys; the other codecs' sub-sections are ignored
-    config.model = ml_collections.ConfigDict(dict(name="unet1d", size="small", num_classes=0,
+    config.model = ml_collections.ConfigDict(dict(name="unet1d", size="small",
                                                   dtype="float32"))
     config.precond.sigma_data = 0.22  # waveform RMS of synth_music (experiments/estimate_sigma_data.py)
     config.optim.decay_steps = 6000

@@ -93,6 +93,7 @@ class Registry(Generic[T]):
         - every other key must be a parameter of the chosen entry, else an error names the entry
           and the keys it takes;
         - `context` (e.g. the data's `sample_rate`) is passed where the entry takes it.
+        An entry whose builder takes `**overrides` declares its keys as the metadata `parameters`.
         """
         values = dict(section.to_dict() if callable(getattr(section, "to_dict", None)) else section)
         name = values.pop("name", None)
@@ -100,7 +101,8 @@ class Registry(Generic[T]):
         own = values.pop(name, None) or {}
         kwargs = {k: v for k, v in values.items() if not (k in self._entries and isinstance(v, Mapping))}
         kwargs.update(own)
-        accepted = accepted_parameters(builder)
+        declared = self._meta[name].get("parameters")  # registered by builders that take **overrides
+        accepted = set(declared) if declared is not None else accepted_parameters(builder)
         unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
         if unknown:
             raise TypeError(f"{self.concept} {name!r} does not take {unknown}; it takes "

@@ -15,8 +15,7 @@ from absl import app, flags  # noqa: E402
 from diffjax.logs import setup_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-import diffjax.audio  # noqa: E402,F401  (registers the audio datasets)
-from diffjax.evaluation.classifier import train_classifier  # noqa: E402
+from diffjax.jobs.classifier import train_classifier  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/classifier.py[:smoke]).",

@@ -38,7 +38,7 @@ def smoke_audio_workdir(tmp_path_factory):
     xdist worker) and shared read-only by the tests of sampling, restoration and evaluation entry
     points. A test that resumes or writes into it must copy it first."""
     from configs import waveform
-    from diffjax.training import train_and_evaluate
+    from diffjax.jobs import train_and_evaluate
 
     path = tmp_path_factory.mktemp("smoke_audio")
     config = waveform.get_config("smoke")

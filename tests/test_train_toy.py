@@ -8,8 +8,8 @@ import pytest
 
 from configs import toy_gmm
 from diffjax import toy
-from diffjax.training import checkpoint, train_and_evaluate
-from diffjax.training.loop import DivergenceError
+from diffjax.jobs import load, train_and_evaluate
+from diffjax.jobs.train import DivergenceError
 
 
 def _short_config():
@@ -54,11 +54,12 @@ def _smoke(tmp_path, **training):
 
 def test_nan_loss_stops_without_overwriting_the_good_checkpoint(tmp_path):
     train_and_evaluate(_smoke(tmp_path), str(tmp_path))
-    _, good, _ = checkpoint.load_for_sampling(str(tmp_path))
+    good = load(str(tmp_path)).params
     config = _smoke(tmp_path, num_steps=8)
     config.optim.learning_rate = float("nan")
     with pytest.raises(DivergenceError, match="NaN/Inf.*intact"):
         train_and_evaluate(config, str(tmp_path))
-    _, after, step = checkpoint.load_for_sampling(str(tmp_path))
+    loaded = load(str(tmp_path))
+    after, step = loaded.params, loaded.step
     assert step == 4
     jax.tree.map(np.testing.assert_array_equal, good, after)

@@ -13,7 +13,10 @@ with EDM's `c_in = 1/sqrt(sd^2 + s^2)` and `c_noise = ln(s)/4` (the shared input
 initialised from an EDM teacher's network starts close to the teacher's denoiser.
 
 In the VE view a consistency function is a denoiser `D(x~, sigma~)`, so students plug into every
-sampler; the 'consistency' sampler (`diffjax.distillation.sampler`) is the one they are made for.
+sampler; the 'consistency' sampler (`diffjax.sampling.consistency`) is the one they are made for.
+
+It is registered with the metadata `boundary_identity=True`: the consistency objectives ask
+`PRECONDS.meta(config.precond.name)` for it, never the class.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from diffjax.sde import expand_to
 Array = jax.Array
 
 
-@PRECONDS.register("consistency")
+@PRECONDS.register("consistency", boundary_identity=True)
 @dataclasses.dataclass(frozen=True)
 class ConsistencyPrecond(AbstractSkipPrecond):
     """Boundary-respecting scalings of consistency models (Song et al. 2023, App. C).

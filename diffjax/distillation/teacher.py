@@ -1,4 +1,4 @@
-"""Teachers: one step of any registered deterministic sampler, and loading a teacher workdir.
+"""Teachers: one step of any registered deterministic sampler, and the teacher/student config check.
 
 `solver_step("heun")` returns `step(denoiser, x, sigma, sigma_next) -> x_next`, one step of the
 registered sampler between two adjacent levels, with per-example levels `[B]`. The sampler itself
@@ -14,10 +14,7 @@ costs one more call per example, so it is only computed when asked for (`to_zero
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-from typing import Any, Callable, Optional
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +23,6 @@ from diffjax.sampling.samplers import SAMPLERS, get_sampler
 
 Array = jax.Array
 Denoiser = Callable[[Array, Array], Array]
-log = logging.getLogger("diffjax")
 
 
 def check_deterministic(name: str) -> None:
@@ -68,18 +64,8 @@ def solver_step(name: str, **options) -> Callable[..., Array]:
 
 
 # --------------------------------------------------------------------------------------
-# Teacher workdirs
+# Teacher configs (the jobs layer loads the teacher: `diffjax.jobs.workdir.load`)
 # --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Teacher:
-    """A loaded teacher: its config, its (EMA) parameters and its denoiser `D(x~, sigma~)`."""
-
-    config: Any
-    params: Any
-    step: int
-    denoiser: Denoiser
 
 
 def _section(config, name: str) -> dict:
@@ -89,8 +75,9 @@ def _section(config, name: str) -> dict:
 def check_compatible(teacher_config, student_config, workdir: str) -> None:
     """Rejects a teacher whose process, data or representation differs from the student's.
 
-    Mixing them silently would distil a different ODE; convert explicitly by training the student
-    with the teacher's `sde` section instead.
+    A pure function of the two configs (`workdir` only names the teacher in the message). Mixing
+    them silently would distil a different ODE; convert explicitly by training the student with the
+    teacher's `sde` section instead.
     """
     for section in ("sde", "codec", "data"):
         teacher, student = _section(teacher_config, section), _section(student_config, section)
@@ -106,32 +93,3 @@ def check_compatible(teacher_config, student_config, workdir: str) -> None:
                 + ", ".join(f"{k}: teacher {t!r} vs student {s!r}" for k, (t, s) in diff.items())
                 + f". A student distils its teacher's ODE: set the student's config.{section} to the "
                   "teacher's (for another process, train a teacher with it).")
-    if int(teacher_config.model.get("num_classes", 0)) > 0:
-        raise ValueError(f"the teacher in {workdir!r} is class-conditional; distillation supports "
-                         "unconditional teachers only")
-
-
-def load_teacher(workdir: str, student_config, *, ema_index: int = 0, step: Optional[int] = None) -> Teacher:
-    """Loads `workdir`'s checkpoint (EMA `ema_index`) as a teacher for `student_config`.
-
-    Raises a FileNotFoundError that names what is missing (the workdir, its config.json or its
-    checkpoints), and a ValueError for a teacher with another process or data (`check_compatible`).
-    """
-    from diffjax import generation
-    from diffjax.training import checkpoint
-
-    if not workdir:
-        raise ValueError("distill.teacher_workdir is empty: give the teacher's training workdir "
-                         "(or distill.exact_teacher=True for toy data)")
-    if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"distill.teacher_workdir={workdir!r} does not exist: train the teacher "
-                                "first (experiments/train.py --workdir ...)")
-    try:
-        config, params, restored_step = checkpoint.load_for_sampling(workdir, step=step, ema_index=ema_index)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"distill.teacher_workdir={workdir!r} has no teacher checkpoint: {error}") from None
-    check_compatible(config, student_config, workdir)
-    denoiser = generation.make_sampling_denoiser(config, params)
-    log.info("teacher: %s at step %d (model %s, precond %s)", workdir, restored_step, config.model.name,
-             config.precond.name)
-    return Teacher(config=config, params=params, step=restored_step, denoiser=denoiser)

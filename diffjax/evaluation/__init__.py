@@ -6,6 +6,7 @@ no training, plus any user embedding model through the `EMBEDDERS` registry:
 
     from diffjax import evaluation as ev
     ev.EMBEDDERS.names()                         # ['callable', 'classifier', 'mel_stats', 'mfcc_stats']
+    ev.get_embedder("classifier", classifier=clf)  # clf: a loaded `Classifier` (diffjax.jobs.classifier)
     ev.frechet_distance(ev.gaussian_stats(x), ev.gaussian_stats(y))
     ev.kernel_distance(x, y)                     # KID, unbiased
     ev.inception_score(probs); ev.modified_inception_score(probs); ev.ndb(x, y)
@@ -13,8 +14,12 @@ no training, plus any user embedding model through the `EMBEDDERS` registry:
 
 Paired (reference) metrics of restoration, SI-SDR, SNR, LSD and multi-resolution STFT distance,
 live in `diffjax.audio.metrics`; `paired.paired_metrics` applies them all to a batch.
-See docs/evaluation.md.
+Everything here takes arrays, datasets and loaded models; evaluating a workdir's checkpoints and
+training the classifier read files, so they are jobs (`diffjax.jobs.evaluate`,
+`diffjax.jobs.classifier`). See docs/evaluation.md.
 """
+from diffjax.evaluation.classifier import (AudioClassifier, Classifier,  # noqa: F401
+                                           ClassifierEmbedder)
 from diffjax.evaluation.features import (EMBEDDERS, AbstractEmbedder, embed_all,  # noqa: F401
                                          get_embedder)
 from diffjax.evaluation.frechet import (GaussianStats, frechet_distance,  # noqa: F401

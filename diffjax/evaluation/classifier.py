@@ -1,40 +1,33 @@
 """The project's own audio classifier: Inception's role for FD, IS, NDB and class accuracy.
 
     python experiments/train_classifier.py --config configs/classifier.py --workdir runs/classifier
-    clf = load_classifier("runs/classifier")
-    clf.embed(audio)    # {'embedding': [B, D] penultimate features, 'probs': [B, K]}
+    clf = jobs.classifier.load_classifier("runs/classifier")     # a `Classifier` (network + params)
+    emb = get_embedder("classifier", classifier=clf)
+    emb.embed(audio)    # {'embedding': [B, D] penultimate features, 'probs': [B, K]}
 
 A small CNN over log-mel spectrograms (in the spirit of the SC09 classifiers of Donahue et al.
 2019 and the VGGish/PANNs family, Hershey et al. 2017; Kong et al. 2020), trained on a labelled
-dataset ('synth_music' instrument labels, or a 'folder' with `labels_from_dirs=True`). Training
-reuses `diffjax.training` (TrainState with an EMA, `build_optimizer`, orbax checkpoints with the
-config as JSON), so a classifier workdir is self-describing like a diffusion workdir.
+dataset ('synth_music' instrument labels, or a 'folder' with `labels_from_dirs=True`). It trains
+with the generic `training.step.make_train_step` on `classifier_loss_fn` (per-example cross-entropy)
+and the training checkpoint manager; the loop that reads data and writes the workdir is the job
+`diffjax.jobs.classifier`. This module reads no files.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
-import os
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from diffjax import factory
 from diffjax.audio.codecs import LogMel
 from diffjax.evaluation.features import EMBEDDERS, AbstractEmbedder
 from diffjax.evaluation.reference import dataset_clips
-from diffjax.training import checkpoint
-from diffjax.training.state import TrainState, build_optimizer, ema_decay, num_params, update_emas
-
-log = logging.getLogger("diffjax")
-EVAL_FILE = "classifier_eval.json"
+from diffjax.evaluation.scores import class_accuracy
 
 
 class AudioClassifier(nn.Module):
@@ -96,41 +89,46 @@ def augment(audio: jax.Array, key: jax.Array, *, gain_db: float, max_shift: int,
     return jnp.clip(gain * out, -1.0, 1.0)
 
 
-def make_classifier_step(model: AudioClassifier, decays: Sequence[float], **augment_kwargs):
-    """`step(state, batch, key) -> (state, metrics)`: cross-entropy, optimiser update, EMA."""
-    decays = tuple(float(d) for d in decays)
+def classifier_loss_fn(model: AudioClassifier, **augment_kwargs):
+    """`loss_fn(params, batch, key, extra) -> (cross-entropy [B], {'train_accuracy': []})` for
+    `training.step.make_train_step`: augmented audio `batch['x']`, integer `batch['label']`.
 
-    def step(state: TrainState, batch: dict, key: jax.Array):
+    Examples labelled -1 ('folder' files outside a class folder) count zero, and the labelled ones
+    are scaled by B / (number labelled), so the step's mean is the mean over labelled examples.
+    """
+
+    def loss_fn(params, batch: dict, key: jax.Array, extra: dict):
+        del extra
         audio = augment(jnp.asarray(batch["x"]), key, **augment_kwargs)
         labels = jnp.asarray(batch["label"], jnp.int32)
-        valid = (labels >= 0).astype(jnp.float32)  # 'folder' files outside a class folder: -1
+        valid = (labels >= 0).astype(jnp.float32)
         count = jnp.maximum(jnp.sum(valid), 1.0)
+        logits, _ = model.apply({"params": params}, audio)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        scale = valid * labels.shape[0] / count
+        return scale * ce, {"train_accuracy": jnp.sum(valid * correct) / count}
 
-        def loss_fn(params):
-            logits, _ = model.apply({"params": params}, audio)
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-            correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-            return jnp.sum(valid * ce) / count, jnp.sum(valid * correct) / count
-
-        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              ema_params=update_emas(state.ema_params, params, decays))
-        return state, {"loss": loss, "train_accuracy": acc}
-
-    return step
+    return loss_fn
 
 
-def build_classifier(config, dataset) -> AudioClassifier:
-    """The network of `config.classifier` for `dataset`'s classes and sample rate."""
-    if dataset.num_classes <= 0:
-        raise ValueError(f"dataset {config.data.name!r} has no class labels (num_classes = 0); "
-                         "for a 'folder' dataset set data.labels_from_dirs=True")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v  # JSON configs hold lists
-              for k, v in factory.kwargs_of(config.classifier).items()}
-    return AudioClassifier(num_classes=int(dataset.num_classes),
-                           sample_rate=int(dataset.sample_rate), **kwargs)
+def augment_options(training, sample_rate: int) -> dict:
+    """`augment` keyword arguments from `config.training` (shift given in seconds)."""
+    noise = training.get("augment_noise_snr_db")
+    return {"gain_db": float(training.augment_gain_db),
+            "max_shift": int(training.augment_shift_seconds * sample_rate),
+            "noise_snr_db": None if noise is None else tuple(noise)}
+
+
+def build_classifier(config, spec) -> AudioClassifier:
+    """The network of `config.classifier` (AudioClassifier fields; an unknown key is an error) for
+    data `spec` (a dataset or a `model.DataSpec`: its `num_classes` and `sample_rate`)."""
+    if spec.num_classes <= 0:
+        raise ValueError(f"dataset {config.data.get('name')!r} has no class labels (num_classes = 0); "
+                         "for a 'folder' dataset set labels_from_dirs=True in its data section")
+    kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v  # JSON configs hold lists
+              for k, v in config.classifier.items()}
+    return AudioClassifier(num_classes=int(spec.num_classes), sample_rate=int(spec.sample_rate), **kwargs)
 
 
 def make_predict_fn(model: AudioClassifier):
@@ -153,8 +151,6 @@ def predict(predict_fn, params, audio: np.ndarray, *, batch_size: int = 64):
 
 def accuracy_on(model, params, dataset, *, batch_size: int = 64) -> dict:
     """Overall and per-class accuracy on every clip of `dataset` (e.g. the eval split)."""
-    from diffjax.evaluation.scores import class_accuracy
-
     fn, probs, labels = make_predict_fn(model), [], []
     for batch in dataset_clips(dataset, batch_size=batch_size):
         keep = batch["label"] >= 0  # unlabelled files of a 'folder' dataset
@@ -165,62 +161,21 @@ def accuracy_on(model, params, dataset, *, batch_size: int = 64) -> dict:
     return class_accuracy(np.concatenate(probs), np.concatenate(labels), model.num_classes)
 
 
-def train_classifier(config, workdir: str) -> dict:
-    """Trains (resuming from the workdir) and returns the eval-split accuracy, also written to
-    `<workdir>/classifier_eval.json`."""
-    os.makedirs(workdir, exist_ok=True)
-    checkpoint.save_config(workdir, config)
-    dataset = factory.build_dataset(config)
-    model = build_classifier(config, dataset)
-    train = config.training
-    example = jnp.asarray(dataset.batch(0, train.batch_size, seed=config.seed)["x"])
-    params = jax.jit(model.init)(jax.random.PRNGKey(config.seed), example)["params"]
-    tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
-    state = TrainState.create(params, tx, 1)
-    manager = checkpoint.make_manager(workdir, max_to_keep=2)
-    restored = checkpoint.restore_latest(manager, state.checkpoint_items())
-    if restored is not None:
-        state = state.replace_items(restored)
-    log.info("classifier: %d parameters, %d classes; starting at step %d", num_params(params),
-             model.num_classes, int(state.step))
-    decays = [ema_decay(train.ema_halflife_examples, train.batch_size)]
-    noise = train.get("augment_noise_snr_db")
-    step_fn = jax.jit(make_classifier_step(
-            model, decays, gain_db=train.augment_gain_db,
-            max_shift=int(train.augment_shift_seconds * dataset.sample_rate),
-            noise_snr_db=None if noise is None else tuple(noise)), donate_argnums=0)
-    base_key = jax.random.PRNGKey(config.seed)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    for step in range(int(state.step), train.num_steps):
-        batch = dataset.batch(step, train.batch_size, seed=config.seed)
-        batch = {"x": batch["x"], "label": batch["label"]}  # one jit signature for all datasets
-        state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
-        if (step + 1) % train.log_every == 0 or step + 1 == train.num_steps:
-            scalars = {k: float(v) for k, v in metrics.items()}
-            if not np.isfinite(scalars["loss"]):
-                raise FloatingPointError(f"classifier loss is {scalars['loss']} at step {step + 1}")
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps({"step": step + 1, **scalars}) + "\n")
-        if (step + 1) % train.checkpoint_every == 0 or step + 1 == train.num_steps:
-            checkpoint.save(manager, step + 1, state.checkpoint_items())
-    results = accuracy_on(model, state.ema_params[0], dataset.eval)
-    results["step"] = int(state.step)
-    with open(os.path.join(workdir, EVAL_FILE), "w") as f:
-        json.dump(results, f, indent=2)
-    return results
-
-
 # ---------------------------------------------------------------------------------------------
 # A trained classifier as an embedder
 # ---------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class Classifier:
-    """A trained classifier: the network, its EMA parameters and where they came from."""
+    """A trained classifier: the network, its (EMA) parameters, and where they came from.
+
+    The jobs layer loads one from a workdir (`diffjax.jobs.classifier.load_classifier`); `source`
+    and `step` identify the weights in the reference-feature cache.
+    """
 
     model: AudioClassifier
     params: Any
-    workdir: str
+    source: str
     step: int
     class_names: tuple[str, ...] = ()
 
@@ -233,33 +188,13 @@ class Classifier:
         return predict(self._predict_fn, self.params, audio, batch_size=batch_size)
 
 
-def load_classifier(workdir: str, *, step: Optional[int] = None) -> Classifier:
-    """Restores the EMA weights of a classifier workdir (latest checkpoint unless `step`)."""
-    config = checkpoint.load_config(workdir)
-    dataset = factory.build_dataset(config)
-    model = build_classifier(config, dataset)
-    manager = checkpoint.make_manager(workdir)
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no classifier checkpoint in {checkpoint.checkpoint_dir(workdir)}; "
-                                "train one with experiments/train_classifier.py")
-    items = manager.restore(step, args=ocp.args.StandardRestore())
-    return Classifier(model=model, params=items["ema_params"][0], workdir=os.path.abspath(workdir),
-                      step=int(step), class_names=tuple(getattr(dataset, "class_names", ())))
-
-
 @EMBEDDERS.register("classifier")
 @dataclasses.dataclass(frozen=True)
 class ClassifierEmbedder(AbstractEmbedder):
-    """Penultimate features and class probabilities of a trained classifier workdir."""
+    """Penultimate features and class probabilities of a trained `Classifier`."""
 
-    workdir: str
-    step: Optional[int] = None
+    classifier: Classifier
     batch_size: int = 64
-
-    @functools.cached_property
-    def classifier(self) -> Classifier:
-        return load_classifier(self.workdir, step=self.step)
 
     @property
     def sample_rate(self) -> int:
@@ -271,7 +206,7 @@ class ClassifierEmbedder(AbstractEmbedder):
 
     @property
     def cache_key(self) -> str:
-        return f"classifier:{self.classifier.workdir}:step{self.classifier.step}"
+        return f"classifier:{self.classifier.source}:step{self.classifier.step}"
 
     def embed(self, audio: np.ndarray) -> dict[str, np.ndarray]:
         probs, emb = self.classifier.predict(audio, batch_size=self.batch_size)

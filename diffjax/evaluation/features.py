@@ -1,10 +1,13 @@
 """Embedders: audio [B, L, C] -> per-clip features for FD, KID and NDB; registered in `EMBEDDERS`.
 
     emb = get_embedder("mel_stats", sample_rate=16000)
+    emb = get_embedder("classifier", classifier=clf)   # clf: jobs.classifier.load_classifier(workdir)
     out = emb.embed(audio)        # {'embedding': [B, D]} (+ 'probs' [B, K] for 'classifier')
 
 - 'classifier': the penultimate layer and class probabilities of the project's own classifier
-  (`diffjax.evaluation.classifier`, registered there), the offline stand-in for Inception/VGGish.
+  (`diffjax.evaluation.classifier`, registered there; importing `diffjax.evaluation` registers it),
+  the offline stand-in for Inception/VGGish. It takes a loaded `Classifier` (network and
+  parameters), never a path: `get_embedder("classifier", classifier=clf)`.
 - 'mel_stats': per-band mean and standard deviation over time of the log-mel spectrogram.
 - 'mfcc_stats': the same statistics of MFCCs and of their frame-to-frame deltas.
 - 'callable': any user function `fn(audio [B, L, C]) -> [B, D]` (e.g. a local VGGish, PANNs or CLAP
@@ -35,8 +38,6 @@ EMBEDDERS = Registry("embedder")
 
 def get_embedder(name: str, /, **kwargs) -> "AbstractEmbedder":
     """Builds the embedder registered as `name` with its keyword arguments."""
-    if name == "classifier":  # Registered on import of the classifier module (flax model).
-        importlib.import_module("diffjax.evaluation.classifier")
     return EMBEDDERS.get(name)(**kwargs)
 
 

@@ -1,6 +1,6 @@
 """Every generation metric of a sample set against a reference split, computed in resumable chunks.
 
-    embedders = {"classifier": get_embedder("classifier", workdir=clf_dir),
+    embedders = {"classifier": get_embedder("classifier", classifier=clf),  # a loaded Classifier
                  "mel": get_embedder("mel_stats", sample_rate=sr),
                  "mfcc": get_embedder("mfcc_stats", sample_rate=sr)}
     reference = {k: reference_features(e, dataset, cache_dir=...) for k, e in embedders.items()}

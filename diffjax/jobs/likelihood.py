@@ -1,18 +1,20 @@
-"""Likelihood of a trained checkpoint on a dataset split: the library behind experiments/likelihood.py.
+"""Likelihood of a trained checkpoint on a dataset split: the job behind experiments/likelihood.py.
 
-    summary = evaluate_checkpoint("runs/toy", EvalSpec(num_examples=512, divergence="hutchinson"))
+    summary = evaluate_likelihood("runs/toy", likelihood_config.get_config())   # configs/likelihood.py
 
-Each host evaluates its own share of every global batch (`process_index` / `process_count`) and
-appends one JSON line per batch to `<workdir>/likelihood/<name>.host<i>of<n>.jsonl`, flushed and
-fsynced, so an evaluation interrupted part-way resumes at the first batch it has not written.
-The first line records the spec and checkpoint step; resuming with different ones is an error.
-At the end the per-example values of all hosts are gathered and `<workdir>/likelihood/<name>.json`
-gets the means with standard errors.
+The model comes from `workdir.load` (the only loader) and is scored unconditionally
+(`model.denoiser(params)`, every condition null). Each host evaluates its own share of every global
+batch (`process_index` / `process_count`) and appends one JSON line per batch to
+`<workdir>/likelihood/<name>.host<i>of<n>.jsonl`, flushed and fsynced, so an evaluation interrupted
+part-way resumes at the first batch it has not written. The first line records the settings and
+checkpoint step; resuming with different ones is an error. At the end the per-example values of all
+hosts are gathered and `<workdir>/likelihood/<name>.json` gets the means with standard errors.
 
-Data are scored as the process state at `t_min` (`process_log_likelihood`). With a quantiser
-(e.g. 'pcm16' for audio) the batch is first encoded to integer codes, then uniformly dequantised, and
-`bits` are bits per code, i.e. per audio sample (`diffjax.likelihood.units`); otherwise `bits` are
-bits per dimension of the continuous data, which can be negative.
+Data are scored as the process state at `t_min`. With a quantiser (e.g. 'pcm16' for audio) the batch
+is first encoded to integer codes, then uniformly dequantised, and `bits` are bits per code, i.e.
+per audio sample (`diffjax.likelihood.units`); otherwise `bits` are bits per dimension of the
+continuous data, which can be negative. Only a model whose codec is the identity has a likelihood
+of the data itself (`codec.is_identity`).
 """
 from __future__ import annotations
 
@@ -20,82 +22,57 @@ import dataclasses
 import json
 import math
 import os
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from diffjax import factory, generation, toy
+from diffjax import audio, toy  # noqa: F401  (register their datasets)
+from diffjax import data
+from diffjax.jobs import workdir as workdir_lib
 from diffjax.likelihood.elbo import elbo as ve_elbo
 from diffjax.likelihood.ode import LikelihoodOptions, check_result, solve_log_likelihood
-from diffjax.likelihood.units import bits_per_dim, get_quantiser
-from diffjax.training import checkpoint
+from diffjax.likelihood.units import QUANTISERS, bits_per_dim
+from diffjax.model import DiffusionModel, build_codec
 
-EVAL_SEED_OFFSET = 10_007  # toy data: the 'eval' split is drawn from seed + this offset
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSpec:
-    """What to evaluate; the likelihood knobs are `LikelihoodOptions` fields."""
-
-    split: str = "eval"                # 'eval' or 'train'
-    num_examples: int = 256            # global; rounded down to whole batches
-    batch_size: int = 64               # global batch, divisible by the process count
-    quantiser: str = ""                # '' (continuous data) or a QUANTISERS name: pcm16, mulaw8, ...
-    elbo_samples: int = 0              # > 0: also the ELBO with this many (sigma, eps) draws
-    seed: int = 0                      # probes, dequantisation noise and ELBO draws
-    step: int = -1                     # checkpoint step; -1 = latest
-    ema_index: int = 0                 # which EMA (-1 = raw weights)
-    likelihood: tuple = ()             # LikelihoodOptions overrides as (key, value) pairs
-
-    def options(self) -> LikelihoodOptions:
-        return LikelihoodOptions(**dict(self.likelihood))
-
-    def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "likelihood": dict(self.likelihood)}
+RESULT_FIELDS = ("logp", "bits", "elbo", "elbo_bits")
 
 
-def _split(dataset, split: str):
-    if split not in ("train", "eval"):
-        raise ValueError(f"split must be one of ['eval', 'train'], got {split!r}")
-    if isinstance(dataset, toy.GaussianMixture):
-        return dataset  # sample-based; the split picks the seed
-    return dataset.eval if split == "eval" else dataset
+def require_identity_codec(codec, codec_name: str, task: str) -> None:
+    """Raises unless `codec.is_identity`: `task` is defined on the data itself, and only the identity
+    codec is a bijection whose Jacobian is known."""
+    if not codec.is_identity:
+        raise ValueError(f"{task} needs a model of the data itself, but this one works in the {codec_name!r} "
+                         "codec (not the identity, so not a bijection of the audio with a known Jacobian). "
+                         "Train one with configs/waveform.py: "
+                         "python experiments/train.py --config configs/waveform.py --workdir runs/waveform")
 
 
-def _host_batch(dataset, spec: EvalSpec, config, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(data [b, ...], global example ids [b])` of this host for batch `step`."""
-    index, count = jax.process_index(), jax.process_count()
-    if isinstance(dataset, toy.GaussianMixture):
-        seed = config.seed + (EVAL_SEED_OFFSET if spec.split == "eval" else 0)
-        batch = dataset.batch(step, spec.batch_size, seed=seed, process_index=index, process_count=count)
-        data = np.asarray(batch["x"])
-    else:
-        batch = dataset.batch(step, spec.batch_size, seed=spec.seed, process_index=index,
-                              process_count=count)
-        if np.any(np.asarray(batch["mask"]) == 0):
-            raise ValueError("likelihood evaluation needs unpadded clips (a batch has mask == 0): "
-                             "set data.crop_seconds to at most the shortest clip")
-        data = np.asarray(batch["x"])
-    local = spec.batch_size // count
-    ids = step * spec.batch_size + index * local + np.arange(local)
-    return data, ids
+def check_workdir_codec(workdir: str, task: str) -> None:
+    """`require_identity_codec` on a workdir's codec, before its checkpoint is read."""
+    config, spec = workdir_lib.load_config(workdir), workdir_lib.load_spec(workdir)
+    section = config.get("codec")
+    codec = build_codec(section, spec.sample_rate)
+    require_identity_codec(codec, "waveform" if section is None else section.get("name"), task)
 
 
-def make_batch_fn(config, spec: EvalSpec):
-    """`fn(params, y, log_det, key, ids) -> dict of [b] arrays`, jitted once: ODE (+ ELBO) of the
-    dequantised or continuous batch `y`, as data at the process's `t_min`, in nats and bits."""
-    process = factory.build_process(config)
-    model, pc = factory.build_model(config), factory.build_precond(config, process)
-    options = spec.options()
+def quantiser_of(section):
+    """The quantiser of `config.quantiser` (QUANTISERS.build), or None for continuous data (name '')."""
+    return QUANTISERS.build(section) if section.get("name") else None
+
+
+def make_batch_fn(model: DiffusionModel, options: LikelihoodOptions, *, elbo_samples: int = 0):
+    """`fn(params, y, log_det, key, ids) -> dict of [b] arrays`, jitted once: the PF-ODE (+ ELBO)
+    log-likelihood of the dequantised or continuous batch `y`, as data at the process's `t_min`,
+    in nats and bits, with every condition null."""
+    process = model.process
     alpha = float(process.alpha(jnp.asarray(process.t_min)))
     sigma_min, sigma_max = process.sigma_range()
-    num_classes = int(config.model.get("num_classes", 0) or 0)
 
     def fn(params, y, log_det, key, ids):
-        cond = ({"label": jnp.full(y.shape[:1], num_classes, jnp.int32)} if num_classes else None)
-        denoiser = factory.build_denoiser(config, params, cond=cond, model=model, pc=pc)
+        denoiser = model.denoiser(params)
         dim = math.prod(y.shape[1:])
         jacobian = log_det - dim * math.log(alpha)
         key_ode, key_elbo = jax.random.split(key)
@@ -103,14 +80,33 @@ def make_batch_fn(config, spec: EvalSpec):
                                    sigma_max=sigma_max, options=options)
         res = res.replace(logp=res.logp + jacobian, log_det=res.log_det + jacobian)
         out = {"ode": res.replace(z=None), "logp": res.logp, "bits": bits_per_dim(res.logp, dim)}
-        if spec.elbo_samples:
+        if elbo_samples:
             bound = ve_elbo(denoiser, y / alpha, key_elbo, sigma_min=sigma_min, sigma_max=sigma_max,
-                            num_samples=spec.elbo_samples, example_ids=ids)
+                            num_samples=elbo_samples, example_ids=ids)
             out["elbo"] = bound.elbo + jacobian
             out["elbo_bits"] = bits_per_dim(out["elbo"], dim)
         return out
 
-    return jax.jit(fn), options, (sigma_min, sigma_max)
+    return jax.jit(fn)
+
+
+def split_of(dataset: data.AbstractDataset, split: str) -> data.AbstractDataset:
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be one of ['eval', 'train'], got {split!r}")
+    return dataset.eval if split == "eval" else dataset
+
+
+def host_batch(dataset: data.AbstractDataset, step: int, batch_size: int, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """`(data [b, ...], global example ids [b])` of this host for batch `step`."""
+    index, count = jax.process_index(), jax.process_count()
+    batch = dataset.batch(step, batch_size, seed=seed, process_index=index, process_count=count)
+    if np.any(np.asarray(batch["mask"]) == 0):
+        raise ValueError("likelihood evaluation needs unpadded clips (a batch has mask == 0): "
+                         "set the dataset's crop_seconds to at most the shortest clip")
+    local = batch_size // count
+    ids = step * batch_size + index * local + np.arange(local)
+    return np.asarray(batch["x"]), ids
 
 
 # --------------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ def make_batch_fn(config, spec: EvalSpec):
 # --------------------------------------------------------------------------------------
 
 
-def _read_done(path: str, header: dict) -> dict[int, dict]:
+def read_done(path: str, header: dict) -> dict[int, dict]:
     """Batches already in `path` (a torn last line is dropped); raises if the header differs."""
     if not os.path.exists(path):
         return {}
@@ -131,8 +127,8 @@ def _read_done(path: str, header: dict) -> dict[int, dict]:
         except json.JSONDecodeError:
             break  # interrupted mid-write: everything after is redone
     if records and records[0].get("header") != header:
-        raise ValueError(f"{path} was written with {records[0].get('header')}, not {header}; pass another "
-                         f"--name or delete the file")
+        raise ValueError(f"{path} was written with {records[0].get('header')}, not {header}; choose another "
+                         f"--config.name or delete the file")
     done = {r["batch"]: r for r in records[1:]}
     with open(path, "w") as f:  # rewrite without any torn line
         for r in records[:1] + list(done.values()):
@@ -140,82 +136,83 @@ def _read_done(path: str, header: dict) -> dict[int, dict]:
     return done
 
 
-def _append(path: str, record: dict) -> None:
+def append_line(path: str, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def _mean_stderr(values: np.ndarray) -> dict:
+def mean_stderr(values: np.ndarray) -> dict:
     values = np.asarray(values, np.float64)
     stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
     return {"mean": float(values.mean()), "stderr": stderr}
 
 
-def _gather(values: np.ndarray) -> np.ndarray:
+def gather_hosts(values: np.ndarray) -> np.ndarray:
     """All hosts' per-example values, in host order."""
     if jax.process_count() == 1:
         return values
-    from jax.experimental import multihost_utils
+    from jax.experimental import multihost_utils  # a heavy third-party import, multi-host only
     return np.asarray(multihost_utils.process_allgather(values)).reshape(-1)
 
 
-def evaluate_checkpoint(workdir: str, spec: EvalSpec, *, name: str = "likelihood",
-                        progress: bool = True) -> dict:
-    """Evaluates the checkpoint in `workdir` on `spec.split`; returns and writes the summary."""
-    generation.require_waveform_model(checkpoint.load_config(workdir), "an audio likelihood")
-    config, params, ckpt_step = checkpoint.load_for_sampling(
-            workdir, step=None if spec.step < 0 else spec.step, ema_index=spec.ema_index)
-    num_batches = spec.num_examples // spec.batch_size
-    if num_batches < 1 or spec.batch_size % jax.process_count():
+def evaluate_likelihood(workdir: str, config, *, step: Optional[int] = None, progress: bool = True) -> dict:
+    """Evaluates checkpoint `step` (default the latest) of `workdir` with the settings `config`
+    (configs/likelihood.py); returns the summary and writes it to `<workdir>/likelihood/<name>.json`."""
+    check_workdir_codec(workdir, "an exact likelihood")
+    options = LikelihoodOptions(**config.likelihood)
+    quantiser = quantiser_of(config.quantiser)
+    num_batches = config.num_examples // config.batch_size
+    if num_batches < 1 or config.batch_size % jax.process_count():
         raise ValueError(f"need num_examples >= batch_size and batch_size divisible by the process count "
-                         f"{jax.process_count()}; got {spec.num_examples}, {spec.batch_size}")
-    dataset = _split(factory.build_dataset(config), spec.split)
-    quantiser = get_quantiser(spec.quantiser) if spec.quantiser else None
-    batch_fn, options, (sigma_min, sigma_max) = make_batch_fn(config, spec)
+                         f"{jax.process_count()}; got {config.num_examples}, {config.batch_size}")
+    loaded = workdir_lib.load(workdir, step=step, ema=config.ema)
+    dataset = split_of(data.build_dataset(loaded.config.data), config.split)
+    batch_fn = make_batch_fn(loaded.model, options, elbo_samples=config.elbo_samples)
+    sigma_min, sigma_max = loaded.model.process.sigma_range()
     out_dir = os.path.join(workdir, "likelihood")
     os.makedirs(out_dir, exist_ok=True)
     host = f"host{jax.process_index()}of{jax.process_count()}"
-    path = os.path.join(out_dir, f"{name}.{host}.jsonl")
-    header = {"spec": spec.to_json(), "checkpoint_step": int(ckpt_step)}
-    done = _read_done(path, header)
+    path = os.path.join(out_dir, f"{config.name}.{host}.jsonl")
+    header = {"config": config.to_dict(), "checkpoint_step": int(loaded.step)}
+    done = read_done(path, header)
     if not done:
-        _append(path, {"header": header})
-    base_key = jax.random.PRNGKey(spec.seed)
-    for step in tqdm.trange(num_batches, disable=not progress, desc="likelihood"):
-        if step in done:
+        append_line(path, {"header": header})
+    base_key = jax.random.PRNGKey(config.seed)
+    for batch_index in tqdm.trange(num_batches, disable=not progress, desc="likelihood"):
+        if batch_index in done:
             continue
-        data, ids = _host_batch(dataset, spec, config, step)
-        key = jax.random.fold_in(base_key, step)
+        x, ids = host_batch(dataset, batch_index, config.batch_size, loaded.config.seed)
+        key = jax.random.fold_in(base_key, batch_index)
         ids_array = jnp.asarray(ids)
         if quantiser is None:
-            y, log_det = jnp.asarray(data), jnp.zeros(data.shape[:1])
+            y, log_det = jnp.asarray(x), jnp.zeros(x.shape[:1])
         else:
-            y, log_det = quantiser.dequantise(jax.random.fold_in(key, 1), quantiser.encode(data), ids_array)
-        out = jax.device_get(batch_fn(params, y, log_det, jax.random.fold_in(key, 0), ids_array))
+            y, log_det = quantiser.dequantise(jax.random.fold_in(key, 1), quantiser.encode(x), ids_array)
+        out = jax.device_get(batch_fn(loaded.params, y, log_det, jax.random.fold_in(key, 0), ids_array))
         check_result(out["ode"], sigma_min=sigma_min, sigma_max=sigma_max, options=options)
-        fields = [k for k in ("logp", "bits", "elbo", "elbo_bits") if k in out]
-        record = {"batch": step, "ids": ids.tolist(), "nfe": int(out["ode"].nfe),
+        fields = [k for k in RESULT_FIELDS if k in out]
+        record = {"batch": batch_index, "ids": ids.tolist(), "nfe": int(out["ode"].nfe),
                   **{k: np.asarray(out[k]).tolist() for k in fields}}
-        _append(path, record)
-        done[step] = record
-    return _summarise(done, spec, options, ckpt_step, num_batches, os.path.join(out_dir, f"{name}.json"))
-
-
-def _summarise(done: dict, spec: EvalSpec, options: LikelihoodOptions, ckpt_step: int, num_batches: int,
-               path: str) -> dict:
-    records = [done[s] for s in range(num_batches)]
-    unit = f"bits per {'code (audio sample)' if spec.quantiser else 'dimension'}"
-    summary = {"checkpoint_step": int(ckpt_step), "split": spec.split, "quantiser": spec.quantiser or None,
-               "unit_bits": unit, "options": dataclasses.asdict(options),
-               "num_examples": num_batches * spec.batch_size,
-               "nfe_mean": float(np.mean([r["nfe"] for r in records]))}
-    for field in ("logp", "bits", "elbo", "elbo_bits"):
-        if field in records[0]:
-            summary[field] = _mean_stderr(_gather(np.concatenate([r[field] for r in records])))
+        append_line(path, record)
+        done[batch_index] = record
+    summary = summarise([done[b] for b in range(num_batches)], config, options, loaded.step, config.batch_size)
     if jax.process_index() == 0:
-        with open(path + ".tmp", "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(path + ".tmp", path)
+        workdir_lib.write_json_atomically(os.path.join(out_dir, f"{config.name}.json"), summary)
+    return summary
+
+
+def summarise(records: list[dict], config, options: LikelihoodOptions, checkpoint_step: int,
+              batch_size: int) -> dict:
+    """Means with standard errors over every host's examples, and the settings that made them."""
+    quantiser = config.quantiser.get("name") or None
+    unit = f"bits per {'code (audio sample)' if quantiser else 'dimension'}"
+    summary = {"checkpoint_step": int(checkpoint_step), "split": config.split, "quantiser": quantiser,
+               "unit_bits": unit, "options": dataclasses.asdict(options),
+               "num_examples": len(records) * batch_size,
+               "nfe_mean": float(np.mean([r["nfe"] for r in records]))}
+    for field in RESULT_FIELDS:
+        if field in records[0]:
+            summary[field] = mean_stderr(gather_hosts(np.concatenate([r[field] for r in records])))
     return summary

@@ -121,8 +121,8 @@ def _check_finite(metrics, step: int, workdir: str) -> None:
     if not bool(parallel.to_host(metrics["finite"])):
         raise DivergenceError(
             f"loss, gradient or updated parameters are NaN/Inf at step {step} "
-            f"(loss={float(parallel.to_host(metrics['loss']))}); stopped without saving this state, so the "
-            f"checkpoints in {checkpoint_dir(workdir)} are from before it. Lower optim.learning_rate or set "
+            f"(loss={float(parallel.to_host(metrics['loss']))}); stopped without saving it: the checkpoints "
+            f"in {checkpoint_dir(workdir)} are intact (every save is checked finite first). Lower optim.learning_rate or set "
             "optim.grad_clip.")
 
 

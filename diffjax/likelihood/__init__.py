@@ -10,7 +10,8 @@
     bits_per_dim(result.logp, L * C)                                              # bits per audio sample
     bound = process_elbo(process, denoiser, x, key)                               # .elbo, .stderr
 
-`docs/likelihood.md` states what each number is and when it can be negative.
+`docs/likelihood.md` states what each number is and when it can be negative. Scoring a trained
+checkpoint on a dataset split reads a workdir, so it is a job: `diffjax.jobs.likelihood`.
 """
 from diffjax.likelihood.divergence import DIVERGENCES, PROBES, exact_trace, hutchinson_trace  # noqa: F401
 from diffjax.likelihood.elbo import (ElboResult, elbo, gaussian_diffusion_integral,  # noqa: F401

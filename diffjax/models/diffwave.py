@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffjax.models.base import MODELS
+from diffjax.models.base import MODELS, preset_parameters
 from diffjax.models import layers
 
 Dtype = Any
@@ -159,7 +159,7 @@ DIFFWAVE_SIZES = {
 }
 
 
-@MODELS.register("diffwave")
+@MODELS.register("diffwave", parameters=preset_parameters(DiffWave, "size"))
 def diffwave(size: str = "base", **overrides) -> DiffWave:
     """DiffWave of a named size ('tiny', 'small', 'base' = the paper's) with field overrides."""
     if size not in DIFFWAVE_SIZES:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax.models.base import MODELS
+from diffjax.models.base import MODELS, preset_parameters
 from diffjax.models import layers
 
 Dtype = Any
@@ -176,13 +176,13 @@ def _build(sizes: dict, size: str, kernel: tuple, overrides: dict) -> UNet:
     return UNet(**kw)
 
 
-@MODELS.register("unet1d")
+@MODELS.register("unet1d", parameters=preset_parameters(UNet, "size"))
 def unet1d(size: str = "small", **overrides) -> UNet:
     """Waveform UNet on [B, L, C]; `strides` may be ints (e.g. (4, 4, 4)). Sizes: UNET1D_SIZES."""
     return _build(UNET1D_SIZES, size, (3,), overrides)
 
 
-@MODELS.register("unet2d")
+@MODELS.register("unet2d", parameters=preset_parameters(UNet, "size"))
 def unet2d(size: str = "small", **overrides) -> UNet:
     """Time-frequency UNet on [B, T, F, C] (e.g. 'complex_stft'). Sizes: UNET2D_SIZES."""
     return _build(UNET2D_SIZES, size, (3, 3), overrides)

@@ -11,8 +11,8 @@ from diffjax.restoration.operators import (OPERATORS, SVD, AbstractLinearOperato
 from diffjax.restoration import clipping  # noqa: F401,E402  (registers hard_clip, soft_clip)
 from diffjax.restoration.clipping import threshold_for_sdr  # noqa: F401,E402
 from diffjax.restoration import filters  # noqa: F401,E402  (registers the Fourier operators)
-from diffjax.restoration.methods import METHODS, get_method  # noqa: F401,E402
+from diffjax.restoration.methods import (METHODS, applicable, get_method, method_nfe,  # noqa: F401,E402
+                                         method_options, unmet_requirements)
 from diffjax.restoration import schedules  # noqa: F401,E402  (registers repaint, sdedit)
 from diffjax.restoration import blind  # noqa: F401,E402  (registers blind_bwe)
-from diffjax.restoration.schedules import method_nfe  # noqa: F401,E402
 from diffjax.restoration.longform import restore_long  # noqa: F401,E402

@@ -124,13 +124,18 @@ def blind_bwe_denoiser(denoiser, y, sample_rate: int, *, cutoffs=None, slopes=DE
     return guided_by_residual(denoiser, residual, zeta=zeta, normalize=normalize)
 
 
-@register_method("blind_bwe")
+def fitted_cutoff(x: Array, y: Array, sample_rate: int) -> dict:
+    """The evaluation table's extra column: the mean cutoff the restoration implies (`fit_lowpass`)."""
+    return {"fitted_cutoff_hz": round(float(jnp.mean(fit_lowpass(x, y, sample_rate)[0])), 1)}
+
+
+@register_method("blind_bwe", requires=("lowpass",), report=fitted_cutoff)
 def blind_bwe(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
               sampler_options=None, sample_rate=None, cutoffs=None, slopes=DEFAULT_SLOPES,
               zeta: float = 0.3, normalize: str = "gradient"):
     """Blind bandwidth extension (BABE-style): `operator` only supplies `sample_rate` (a low-pass
-    operator's; or pass `sample_rate=`); its cutoff is not used."""
-    sample_rate = sample_rate or getattr(operator, "sample_rate", None)
+    operator's, `operator.is_lowpass`; or pass `sample_rate=`); its cutoff is not used."""
+    sample_rate = sample_rate or (operator.sample_rate if operator.is_lowpass else None)
     if not sample_rate:
         raise ValueError("blind_bwe needs the sample rate: pass sample_rate= or a low-pass operator")
     guided = blind_bwe_denoiser(denoiser, y, int(sample_rate), cutoffs=cutoffs, slopes=slopes, zeta=zeta,

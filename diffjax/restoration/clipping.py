@@ -115,7 +115,7 @@ def _clip_threshold(name, threshold, sdr_db, reference, clip_fn):
     return jnp.asarray(t)
 
 
-@register_operator("hard_clip", has_svd=False)
+@register_operator("hard_clip", builds=HardClip)
 def hard_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
               noise_sigma: float = 0.0) -> HardClip:
     """Hard clipping at `threshold` (scalar or `[B]`), or at the per-example threshold giving
@@ -124,7 +124,7 @@ def hard_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
     return HardClip(threshold=t, noise_sigma=float(noise_sigma))
 
 
-@register_operator("soft_clip", has_svd=False)
+@register_operator("soft_clip", builds=SoftClip)
 def soft_clip(*, threshold=None, sdr_db: Optional[float] = None, reference=None,
               noise_sigma: float = 0.0) -> SoftClip:
     """tanh saturation `t tanh(x / t)`, at `threshold` or at a target `sdr_db` on `reference`."""

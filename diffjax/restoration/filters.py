@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.signal
 
-from diffjax.audio import codecs
+from diffjax.audio import codecs, io
 from diffjax.restoration.operators import SVD, AbstractLinearOperator, _require, register_operator
 
 Array = jax.Array
@@ -118,6 +118,8 @@ def lowpass_response(kind: str, cutoff: float, sample_rate: int, order: int, rip
 class LowPass(AbstractFourierOperator):
     """A zero-phase low-pass filter at `cutoff` Hz (see `LOWPASS_KINDS`)."""
 
+    is_lowpass: ClassVar[bool] = True
+
     kind: str = flax.struct.field(pytree_node=False)
     cutoff: float = flax.struct.field(pytree_node=False)
     sample_rate: int = flax.struct.field(pytree_node=False)
@@ -152,7 +154,7 @@ def _lowpass(kind: str):
 
 
 for _kind in LOWPASS_KINDS:
-    register_operator(_kind, has_svd=True)(_lowpass(_kind))
+    register_operator(_kind, builds=LowPass)(_lowpass(_kind))
 
 
 # --------------------------------------------------------------------------------------
@@ -195,13 +197,12 @@ class Reverb(AbstractFourierOperator):
         return jnp.fft.rfft(self.rir, n=length, norm="backward")
 
 
-@register_operator("reverb", has_svd=True)
+@register_operator("reverb", builds=Reverb)
 def reverb(*, sample_rate: int, rir_path: Optional[str] = None, rt60: float = 0.5, drr_db: float = 0.0,
            seed: int = 0, rcond: float = 1e-2, noise_sigma: float = 0.0) -> Reverb:
     """Reverberation by a RIR from a wav file (`rir_path`, resampled to `sample_rate`), or a
     synthetic one from `rt60` seconds and a direct-to-reverberant ratio `drr_db`."""
     if rir_path is not None:
-        from diffjax.audio import io
         rir = io.read_audio(rir_path, sample_rate=sample_rate, channels=1)[:, 0]
         peak = int(np.argmax(np.abs(rir)))
         rir = rir[peak:] / rir[peak]  # direct path at t = 0 with unit gain
@@ -217,7 +218,7 @@ def reverb(*, sample_rate: int, rir_path: Optional[str] = None, rt60: float = 0.
 # --------------------------------------------------------------------------------------
 
 
-@register_operator("decimate", has_svd=True)
+@register_operator("decimate")
 @flax.struct.dataclass
 class Decimate(AbstractLinearOperator):
     """Ideal decimation by `factor`: keep the rfft bins below the new Nyquist, `y` `[B, L/r, ...]`.
@@ -278,7 +279,7 @@ class Decimate(AbstractLinearOperator):
 # --------------------------------------------------------------------------------------
 
 
-@register_operator("stft_brickwall", has_svd=False)
+@register_operator("stft_brickwall")
 @flax.struct.dataclass
 class STFTBrickwall(AbstractLinearOperator):
     """Zeroes the STFT bins at and above `cutoff` Hz: `A = S^+ M S` (audio `[B, L, C]`).

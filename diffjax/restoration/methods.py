@@ -21,13 +21,13 @@ sigma is `fold_in(key_b, bits(sigma))`, so results do not depend on the batch si
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 
 from diffjax import sampling
-from diffjax.registry import Registry
+from diffjax.registry import Registry, accepted_parameters
 from diffjax.restoration.operators import expand_batch, svd_operator_names
 
 Array = jax.Array
@@ -134,8 +134,28 @@ def _check_y(operator, y, x_init):
                          f"{tuple(x_init.shape)} to {tuple(expected)}")
 
 
-def register_method(name: str):
-    """Registers `restore` under `name`, checking `y` against the operator first."""
+def sampler_nfe(sampler: str, num_steps: int, *, sampler_options=None, **options) -> int:
+    """The NFE of a method that runs `sampler` once over the whole grid: the sampler's own."""
+    return sampling.nfe(sampler, num_steps, **(sampler_options or {}))
+
+
+# The arguments every method takes; the rest of its keyword parameters are its options.
+_CALL_ARGUMENTS = frozenset({"denoiser", "operator", "y", "x_init", "sigmas", "key", "anchor", "sampler"})
+
+
+def register_method(name: str, *, nfe: Callable[..., int] = sampler_nfe, requires: tuple[str, ...] = (),
+                    requires_when: Optional[Mapping[str, tuple[str, ...]]] = None,
+                    defaults: Optional[Mapping[str, Callable]] = None, report: Optional[Callable] = None):
+    """Registers `restore` under `name` with its metadata, checking `y` against the operator first.
+
+    Args:
+      nfe: `nfe(sampler, num_steps, **options) -> int`, the denoiser calls per sample.
+      requires: what the method needs of every operator (`AbstractOperator.capabilities`).
+      requires_when: option -> what it needs when that option is set (dps `consistency`: 'noise_free').
+      defaults: option -> `f(precond)`, a default that depends on the model (PiGDM's `data_std`).
+      report: `report(x, y, sample_rate) -> dict`, extra columns of the evaluation table.
+    The metadata `options` (the method's own keyword parameters) is read off `fn`'s signature.
+    """
 
     def decorate(fn):
         def restore(denoiser, operator, y, x_init, sigmas, *, key, **options):
@@ -143,10 +163,56 @@ def register_method(name: str):
             return fn(denoiser, operator, y, x_init, sigmas, key=key, **options)
 
         restore.__name__, restore.__doc__ = fn.__name__, fn.__doc__
-        METHODS.register(name)(restore)
+        options = tuple(sorted(accepted_parameters(fn) - _CALL_ARGUMENTS))
+        METHODS.register(name, nfe=nfe, requires=tuple(requires), requires_when=dict(requires_when or {}),
+                         defaults=dict(defaults or {}), report=report, options=options)(restore)
         return restore
 
     return decorate
+
+
+def method_nfe(method: str, sampler: str, num_steps: int, **options) -> int:
+    """Denoiser calls per sample of `method` with `sampler` on a grid of `num_steps` levels.
+
+    DPS and PiGDM also backpropagate through each call (a vector-Jacobian product, ~2x its cost);
+    that is not counted in NFE.
+    """
+    return int(METHODS.meta(method)["nfe"](sampler, num_steps, **options))
+
+
+def unmet_requirements(method: str, operator, options: Optional[Mapping] = None) -> list[str]:
+    """What `method` (with `options`) needs of `operator` that it lacks (empty: applicable)."""
+    meta = METHODS.meta(method)
+    needs = set(meta["requires"])
+    for option, more in meta["requires_when"].items():
+        if (options or {}).get(option):
+            needs.update(more)
+    return sorted(needs - operator.capabilities())
+
+
+def applicable(method: str, operator, options: Optional[Mapping] = None) -> bool:
+    """Whether `method` can run with `operator` (its registered requirements hold)."""
+    return not unmet_requirements(method, operator, options)
+
+
+def method_options(method: str, options: Optional[Mapping] = None, *, precond=None) -> dict:
+    """`options` checked against the keys `method` takes, completed by its model-dependent
+    `defaults` (from `precond`, the model's parameterisation); None values mean "the default"."""
+    meta = METHODS.meta(method)
+    given = {k: v for k, v in dict(options or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(meta["options"]))
+    if unknown:
+        raise TypeError(f"restoration method {method!r} does not take {unknown}; it takes "
+                        f"{list(meta['options'])}")
+    if precond is not None:
+        for key, default in meta["defaults"].items():
+            given.setdefault(key, default(precond))
+    return given
+
+
+def data_std_of(precond) -> float:
+    """The model's data standard deviation, the prior scale of PiGDM and DDNM (`r^2`)."""
+    return float(precond.sigma_data)
 
 
 # --------------------------------------------------------------------------------------
@@ -178,7 +244,7 @@ def projection(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", a
                        hook=hook, sampler_options=sampler_options)
 
 
-@register_method("ddrm")
+@register_method("ddrm", requires=("svd",))
 def ddrm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
          sampler_options=None):
     """DDRM (Kawar et al. 2022, eqs. 7-8) with `eta_b = 1`, as a hook in the spectral space of A.
@@ -249,7 +315,7 @@ def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "
                               zeta=zeta, normalize=normalize)
 
 
-@register_method("dps")
+@register_method("dps", requires_when={"consistency": ("noise_free",)})
 def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
         sampler_options=None, zeta: float = 0.3, normalize: str = "gradient", consistency: bool = False):
     """Diffusion posterior sampling; see `dps_denoiser`. Works for nonlinear operators (clipping).
@@ -304,7 +370,7 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
     return wrapped
 
 
-@register_method("pigdm")
+@register_method("pigdm", defaults={"data_std": data_std_of})
 def pigdm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
           sampler_options=None, data_std: float = 1.0, scale: float = 1.0, gaussian_bound: bool = True):
     """Pseudo-inverse guided diffusion; see `pigdm_denoiser`."""
@@ -337,7 +403,7 @@ def ddnm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0):
     return wrapped
 
 
-@register_method("ddnm")
+@register_method("ddnm", defaults={"data_std": data_std_of})
 def ddnm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
          sampler_options=None, data_std: float = 1.0):
     """Denoising diffusion null-space model; see `ddnm_denoiser`."""

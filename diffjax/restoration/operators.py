@@ -40,22 +40,22 @@ def get_operator(name: str, **params):
     return OPERATORS.get(name)(**params)
 
 
-_HAS_SVD: dict[str, bool] = {}
+def register_operator(name: str, *, builds: Optional[type] = None):
+    """Registers an operator class, or a factory of the operator class `builds`, under `name`.
 
-
-def register_operator(name: str, *, has_svd: bool):
-    """Registers an operator class or factory under `name`, recording whether it has an SVD."""
+    The registered metadata `builds` is the class, so what an operator offers (`has_svd`,
+    `is_lowpass`, ...) is read off its class attributes before one is built: one place only.
+    """
 
     def decorate(obj):
-        _HAS_SVD[name] = has_svd
-        return OPERATORS.register(name)(obj)
+        return OPERATORS.register(name, builds=obj if builds is None else builds)(obj)
 
     return decorate
 
 
 def svd_operator_names() -> list[str]:
     """Names of the registered operators with a known SVD (for DDRM and noisy DDNM/PiGDM)."""
-    return sorted(n for n, has in _HAS_SVD.items() if has)
+    return [n for n in OPERATORS.names() if OPERATORS.meta(n)["builds"].has_svd]
 
 
 def _require(condition: bool, message: str) -> None:
@@ -96,9 +96,29 @@ class AbstractOperator(abc.ABC):
 
     is_linear: ClassVar[bool] = False
     has_svd: ClassVar[bool] = False
+    is_lowpass: ClassVar[bool] = False  # a low-pass filter with a `sample_rate` (blind_bwe fits its own)
     time_invariant: ClassVar[bool] = True  # False: depends on the position (masks), see longform
     local: ClassVar[bool] = True  # False: spreads samples further than a chunk overlap (reverb)
     noise_sigma: float
+
+    def capabilities(self) -> frozenset[str]:
+        """What a restoration method may require of this operator (`METHODS.meta(m)["requires"]`):
+        'linear', 'svd', 'lowpass', 'noise_free' (`noise_sigma == 0`)."""
+        facts = {"linear": self.is_linear, "svd": self.has_svd, "lowpass": self.is_lowpass,
+                 "noise_free": self.noise_sigma == 0}
+        return frozenset(name for name, holds in facts.items() if holds)
+
+    def longest_gap(self, length: int) -> int:
+        """The longest stretch of samples of a `[1, length, 1]` signal that `y` does not observe
+        (0 for time-invariant operators; for masks the longest run of zeros of `support`)."""
+        if self.time_invariant:
+            return 0
+        observed = np.asarray(self.support(jnp.ones((1, length, 1), jnp.float32))).reshape(length, -1)
+        longest = run = 0
+        for seen in np.any(observed != 0, axis=1):
+            run = 0 if seen else run + 1
+            longest = max(longest, run)
+        return longest
 
     @abc.abstractmethod
     def apply(self, x: Array) -> Array:
@@ -188,7 +208,7 @@ class CoordinateMask(AbstractMask):
         return self.mask
 
 
-@register_operator("mask", has_svd=True)
+@register_operator("mask", builds=CoordinateMask)
 def coordinate_mask(*, mask=None, observed=None, dim: Optional[int] = None,
                     drop_fraction: Optional[float] = None, seed: int = 0,
                     noise_sigma: float = 0.0) -> CoordinateMask:
@@ -272,21 +292,21 @@ def _gap(sample_rate, gap_seconds, num_gaps=1, period_seconds=None, start_second
                    noise_sigma=float(noise_sigma))
 
 
-@register_operator("gap", has_svd=True)
+@register_operator("gap", builds=GapMask)
 def gap(*, sample_rate: int, gap_seconds: float = 0.2, start_seconds: Optional[float] = None,
         noise_sigma: float = 0.0) -> GapMask:
     """One long gap (centred unless `start_seconds` is given)."""
     return _gap(sample_rate, gap_seconds, start_seconds=start_seconds, noise_sigma=noise_sigma)
 
 
-@register_operator("gaps", has_svd=True)
+@register_operator("gaps", builds=GapMask)
 def gaps(*, sample_rate: int, gap_seconds: float = 0.05, num_gaps: int = 4,
          noise_sigma: float = 0.0) -> GapMask:
     """Several short gaps, evenly spread."""
     return _gap(sample_rate, gap_seconds, num_gaps=num_gaps, noise_sigma=noise_sigma)
 
 
-@register_operator("packet_loss", has_svd=True)
+@register_operator("packet_loss", builds=GapMask)
 def packet_loss(*, sample_rate: int, gap_seconds: float = 0.02, period_seconds: float = 0.1,
                 noise_sigma: float = 0.0) -> GapMask:
     """Periodic packet loss: `gap_seconds` lost every `period_seconds` (default 20 % loss)."""
@@ -298,7 +318,7 @@ def packet_loss(*, sample_rate: int, gap_seconds: float = 0.02, period_seconds: 
 # --------------------------------------------------------------------------------------
 
 
-@register_operator("identity", has_svd=True)
+@register_operator("identity")
 @flax.struct.dataclass
 class Identity(AbstractLinearOperator):
     """`A = I`: with `noise_sigma > 0` restoration is denoising."""
@@ -352,7 +372,7 @@ class Matrix(AbstractLinearOperator):
                    u=lambda c: c[:, :m] @ u.T.astype(c.dtype), s=s_full[None])
 
 
-@register_operator("linear", has_svd=True)
+@register_operator("linear", builds=Matrix)
 def linear(*, matrix, noise_sigma: float = 0.0) -> Matrix:
     """A generic linear operator from a dense matrix `[M, D]` (M <= D) for toy vectors."""
     matrix = jnp.asarray(matrix)

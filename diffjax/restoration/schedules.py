@@ -1,4 +1,4 @@
-"""Methods that change the grid or the start, not the step: RePaint and SDEdit; NFE accounting.
+"""Methods that change the grid or the start, not the step: RePaint and SDEdit, and their NFE.
 
 RePaint's resampling jumps (Lugmayr et al. 2022, Alg. 1 and sec. 4.2) go down `jump_length`
 levels, renoise back up, and repeat `resamples` times before moving on. Each stretch
@@ -54,7 +54,15 @@ def default_jump_length(num_steps: int, at_most: int = 10) -> int:
     return max(d for d in range(1, min(at_most, num_steps) + 1) if num_steps % d == 0)
 
 
-@register_method("repaint")
+def repaint_nfe(sampler: str, num_steps: int, *, jump_length=None, resamples: int = 5, sampler_options=None,
+                **options) -> int:
+    """RePaint runs `sampler` over `jump_length` levels once per row of `repaint_schedule`."""
+    jump = jump_length or default_jump_length(num_steps)
+    rows = repaint_schedule(num_steps, int(jump), int(resamples))
+    return rows.shape[0] * sampling.nfe(sampler, int(jump), **(sampler_options or {}))
+
+
+@register_method("repaint", nfe=repaint_nfe)
 def repaint(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
             sampler_options=None, jump_length=None, resamples: int = 5):
     """RePaint: replacement plus resampling jumps (Lugmayr et al. 2022), on any sampler.
@@ -96,7 +104,13 @@ def sdedit_start(num_steps: int, strength: float) -> int:
     return min(int(round((1 - strength) * num_steps)), num_steps - 1)
 
 
-@register_method("sdedit")
+def sdedit_nfe(sampler: str, num_steps: int, *, strength: float = 0.5, sampler_options=None, **options) -> int:
+    """SDEdit runs `sampler` over the last levels of the grid (`sdedit_start`)."""
+    k = sdedit_start(num_steps, float(strength))
+    return sampling.nfe(sampler, num_steps - k, **(sampler_options or {}))
+
+
+@register_method("sdedit", nfe=sdedit_nfe)
 def sdedit(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
            sampler_options=None, strength: float = 0.5, guide=None, consistency: str = "none"):
     """SDEdit (Meng et al. 2022): noise a guide to the level of `strength` and denoise.
@@ -117,21 +131,3 @@ def sdedit(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", ancho
     hook = replacement_hook(operator, y, keys) if consistency == "replacement" else None
     return run_sampler(denoiser, x_start, sigmas[k:], key=key, sampler=sampler, hook=hook,
                        anchor=anchor, sampler_options=sampler_options)
-
-
-def method_nfe(method: str, sampler: str, num_steps: int, **options) -> int:
-    """Denoiser calls per sample of `method` with `sampler` on a grid of `num_steps` levels.
-
-    DPS and PiGDM also backpropagate through each call (a vector-Jacobian product, ~2x its cost);
-    that is not counted in NFE.
-    """
-    sampler_options = options.get("sampler_options") or {}
-    if method == "repaint":
-        jump = options.get("jump_length") or default_jump_length(num_steps)
-        rows = repaint_schedule(num_steps, int(jump), int(options.get("resamples", 5)))
-        return rows.shape[0] * sampling.nfe(sampler, int(jump), **sampler_options)
-    if method == "sdedit":
-        k = sdedit_start(num_steps, float(options.get("strength", 0.5)))
-        return sampling.nfe(sampler, num_steps - k, **sampler_options)
-    return sampling.nfe(sampler, num_steps, **sampler_options)
-

@@ -121,7 +121,7 @@ class SineDataset:
         rng = np.random.default_rng([seed, step])
         t = np.arange(4000) / SR
         ph = rng.uniform(0, 2 * np.pi, (batch_size, 1))
-        return {"audio": (self.amp * np.sin(2 * np.pi * 500 * t + ph))[..., None]
+        return {"x": (self.amp * np.sin(2 * np.pi * 500 * t + ph))[..., None]
                 .astype(np.float32)}
 
 
@@ -134,3 +134,54 @@ def test_estimate_sigma_data_and_sigma_max():
     assert out["max_pairwise_distance"] > 0.9 * 2 * 0.5 * np.sqrt(2000)
     assert out["max_pairwise_distance"] <= out["sigma_max"] < 1.02 * out["max_pairwise_distance"]
     assert out["dim"] == 4000 and out["num_examples"] == 32
+
+
+CODEC_CASES = [("waveform", {}), ("complex_stft", {}), ("complex_stft", {"layout": "frames"}),
+               ("mel", {"sample_rate": SR, "n_fft": 256, "hop": 64, "n_mels": 32}),
+               ("mel", {"sample_rate": SR, "n_fft": 256, "hop": 64, "n_mels": 32, "layout": "frames"})]
+
+
+@pytest.mark.parametrize("name,kwargs", CODEC_CASES)
+def test_every_codec_states_its_interface(audio, name, kwargs):
+    codec = codecs.get_codec(name, **kwargs)
+    assert isinstance(codec, codecs.AbstractCodec)
+    assert type(codec.is_identity) is bool and type(codec.decode_is_differentiable) is bool
+    z = codec.encode(audio)
+    assert codec.latent_shape(4100, 2) == z.shape[1:]  # eval_shape: no compute
+    assert codec.is_identity == (z is audio)  # the identity codec hands the waveform through
+    assert codec.decode(z, 4100).shape == audio.shape
+
+
+@pytest.mark.parametrize("name,kwargs", CODEC_CASES)
+def test_decode_is_differentiable_exactly_when_grad_flows_through_decode(name, kwargs):
+    codec = codecs.get_codec(name, **kwargs)
+    x = jnp.asarray(0.3 * np.sin(2 * np.pi * 440 * np.arange(1024) / SR), jnp.float32)[None, :, None]
+    z = codec.encode(x)
+
+    def loss(z):
+        return jnp.sum(codec.decode(z, 1024) ** 2)
+
+    if codec.decode_is_differentiable:
+        g = jax.grad(loss)(z)
+        assert g.shape == z.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+    else:
+        with pytest.raises(Exception):  # a host callback (pure_callback) has no JVP rule
+            jax.grad(loss)(z)
+
+
+def test_registered_codecs_are_the_three_with_their_facts():
+    facts = {n: (CODECS_CLS.is_identity, CODECS_CLS.decode_is_differentiable)
+             for n, CODECS_CLS in ((n, codecs.CODECS.get(n)) for n in codecs.CODECS.names())}
+    assert facts == {"waveform": (True, True), "complex_stft": (False, True), "mel": (False, False)}
+
+
+def test_a_codec_must_state_its_facts():
+    with pytest.raises(TypeError, match="decode_is_differentiable"):
+        class Half(codecs.AbstractCodec):  # noqa: F841
+            is_identity = False
+
+            def encode(self, audio):
+                return audio
+
+            def decode(self, z, length=None):
+                return z

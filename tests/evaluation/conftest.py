@@ -24,16 +24,23 @@ def smoke_config(eval_cache):
 
 @pytest.fixture(scope="session")
 def smoke_dataset(smoke_config):
-    from diffjax import factory
-    import diffjax.audio  # noqa: F401
+    from diffjax import audio, data  # noqa: F401  (audio registers its datasets)
 
-    return factory.build_dataset(smoke_config)
+    return data.build_dataset(smoke_config.data)
 
 
 @pytest.fixture(scope="session")
 def trained_classifier(smoke_config, tmp_path_factory):
     """(workdir, eval results) of the smoke classifier."""
-    from diffjax.evaluation.classifier import train_classifier
+    from diffjax.jobs.classifier import train_classifier
 
     workdir = str(tmp_path_factory.mktemp("classifier"))
     return workdir, train_classifier(smoke_config, workdir)
+
+
+@pytest.fixture(scope="session")
+def loaded_classifier(trained_classifier):
+    """The smoke classifier loaded from its workdir (a `diffjax.evaluation.Classifier`)."""
+    from diffjax.jobs.classifier import load_classifier
+
+    return load_classifier(trained_classifier[0])

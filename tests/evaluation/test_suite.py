@@ -8,11 +8,10 @@ OPTIONS = suite.MetricOptions(kid_subsets=10, kid_subset_size=64, ndb_bins=8)
 
 
 @pytest.fixture(scope="module")
-def setup(trained_classifier, smoke_dataset, eval_cache):
+def setup(loaded_classifier, smoke_dataset, eval_cache):
     """Embedders, reference features of the train split, and the held-out clips by label."""
-    workdir, _ = trained_classifier
     sr = smoke_dataset.sample_rate
-    embs = {"classifier": features.get_embedder("classifier", workdir=workdir),
+    embs = {"classifier": features.get_embedder("classifier", classifier=loaded_classifier),
             "mel": features.get_embedder("mel_stats", sample_rate=sr, n_fft=256, hop=64, n_mels=16)}
     ref = {k: reference.reference_features(e, smoke_dataset, cache_dir=eval_cache)
            for k, e in embs.items()}

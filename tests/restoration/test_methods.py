@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from diffjax import sampling, toy
-from diffjax.restoration import METHODS, get_method, get_operator, method_nfe, restore_long
+from diffjax.restoration import (METHODS, applicable, get_method, get_operator, method_nfe, method_options,
+                                 restore_long, unmet_requirements)
 from diffjax.restoration.exact import gaussian_mixture_posterior
 from diffjax.restoration import blind
 from diffjax.restoration.longform import blend_weights, chunk_starts, windowed_denoiser
-from diffjax.restoration.tasks import Model, restoration_mode, restore_audio
+from diffjax.model import DataSpec, DiffusionModel
+from diffjax.restoration.tasks import restoration_mode, restore_audio
+from diffjax.precond import get_precond
 from diffjax.sde import get_sde
 from diffjax.restoration.schedules import shifted_denoiser
 
@@ -165,6 +168,34 @@ def test_nfe_accounting():
     assert method_nfe("dps", "heun", 18) == 35
     assert method_nfe("repaint", "euler", 20, jump_length=5, resamples=3) == 60
     assert method_nfe("sdedit", "euler", 20, strength=0.5) == 10
+    assert METHODS.meta("repaint")["nfe"]("euler", 20, jump_length=5, resamples=3) == 60  # registered with it
+
+
+def test_method_metadata_states_requirements_defaults_and_options():
+    """What a method needs of an operator, its model-dependent defaults and its keys live at its
+    registration; applicability is asked of the operator's capabilities, not its class."""
+    lowpass, clip = get_operator("butterworth", cutoff=1000.0, sample_rate=8000), get_operator("hard_clip", threshold=0.5)
+    assert METHODS.meta("ddrm")["requires"] == ("svd",) and METHODS.meta("blind_bwe")["requires"] == ("lowpass",)
+    assert applicable("ddrm", lowpass) and not applicable("ddrm", clip)
+    assert applicable("blind_bwe", lowpass) and not applicable("blind_bwe", get_operator("identity"))
+    noisy = get_operator("identity", noise_sigma=0.1)
+    assert applicable("dps", noisy) and not applicable("dps", noisy, {"consistency": True})
+    assert unmet_requirements("dps", noisy, {"consistency": True}) == ["noise_free"]
+    precond = get_precond("edm", sigma_data=0.22)
+    assert method_options("pigdm", {"scale": 2.0}, precond=precond) == {"scale": 2.0, "data_std": 0.22}
+    assert method_options("ddnm", {"data_std": 0.5}, precond=precond) == {"data_std": 0.5}
+    with pytest.raises(TypeError, match=r"'dps' does not take \['zetta'\].*consistency.*zeta"):
+        method_options("dps", {"zetta": 1.0})
+
+
+def test_an_impossible_nfe_names_the_nearest_budgets():
+    """Heun spends 1, 3, 5, ... NFE: a budget of 10 is refused, not silently run as 9 (issue 20)."""
+    model = DiffusionModel(process=get_sde("ve", sigma_min=0.002, sigma_max=10.0), precond=None, network=None,
+                           codec=None, conditioners={}, spec=DataSpec(shape=(64, 1), sample_rate=1000))
+    y = jnp.zeros((1, 64, 1))
+    with pytest.raises(ValueError, match="cannot spend exactly 10 NFE.*9 and 11"):
+        restore_audio(model, white_gaussian_denoiser, get_operator("identity", noise_sigma=0.1), y,
+                      method="replacement", sampler="heun", nfe=10)
 
 
 def test_long_form_is_consistent_and_seamless():
@@ -209,21 +240,21 @@ def test_windowed_denoiser_blends_chunks_into_an_exact_partition_of_unity():
 def test_a_long_dereverb_runs_once_with_the_windowed_denoiser():
     """A non-local operator (reverb, 0.3 s RIR) on 0.7 s: one pass over the whole signal, equal to
     running the method with a denoiser of unlimited context; a gap takes the chunked path."""
-    model = Model(config=None, denoiser=_pointwise_denoiser, process=get_sde("ve", sigma_min=0.002, sigma_max=10.0),
-                  sample_rate=1000, length=256, channels=1, step=0)
+    model = DiffusionModel(process=get_sde("ve", sigma_min=0.002, sigma_max=10.0), precond=None, network=None,
+                           codec=None, conditioners={}, spec=DataSpec(shape=(256, 1), sample_rate=1000))
     op = get_operator("reverb", sample_rate=1000, rt60=0.3)
     x_true = 0.3 * jax.random.normal(jax.random.PRNGKey(7), (2, 700, 1))
     y = op.apply(x_true)
     assert restoration_mode(model, op, 700) == "windowed" and restoration_mode(model, op, 200) == "single"
     assert restoration_mode(model, get_operator("gap", sample_rate=1000, gap_seconds=0.05), 700) == "chunked"
-    x, info = restore_audio(model, op, y, method="ddnm", sampler="euler", nfe=8, data_std=0.3)
+    x, info = restore_audio(model, _pointwise_denoiser, op, y, method="ddnm", sampler="euler", nfe=8, data_std=0.3)
     assert info["mode"] == "windowed" and x.shape == x_true.shape
     sigmas = sampling.grid_for_process(model.process, "karras", 8)
     x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), 1 << 20), x.shape)
     direct = get_method("ddnm")(white_gaussian_denoiser, op, y, x_init, sigmas, key=jax.random.PRNGKey(0),
                                 sampler="euler", data_std=0.3)
     np.testing.assert_allclose(x, jnp.clip(direct, -1, 1), atol=1e-4)
-    grouped, _ = restore_audio(model, op, y, method="ddnm", sampler="euler", nfe=8, data_std=0.3, chunks_per_call=2)
+    grouped, _ = restore_audio(model, _pointwise_denoiser, op, y, method="ddnm", sampler="euler", nfe=8, data_std=0.3, chunks_per_call=2)
     np.testing.assert_allclose(grouped, x, atol=1e-5)
 
 

@@ -203,3 +203,33 @@ def test_reverb_reads_a_rir_file_at_any_rate_with_the_direct_path_first(tmp_path
     h = np.pad(np.asarray(op.rir), (0, 4000 - op.rir.shape[0]))
     expected = np.real(np.fft.ifft(np.fft.fft(np.asarray(x[0, :, 0])) * np.fft.fft(h)))
     np.testing.assert_allclose(op.apply(x)[0, :, 0], expected, atol=1e-4)
+
+
+def test_what_an_operator_offers_is_read_off_its_class_before_it_is_built():
+    """`svd_operator_names` and the methods' requirements read one place: the operator's class
+    (registered as `builds`), which every built operator is an instance of."""
+    from diffjax.restoration.operators import svd_operator_names
+
+    for name, op in {**_audio_ops(), **_toy_ops()}.items():
+        assert type(op) is OPERATORS.meta(name)["builds"], name
+        assert (name in svd_operator_names()) == op.has_svd == ("svd" in op.capabilities()), name
+    assert "stft_brickwall" not in svd_operator_names() and "decimate" in svd_operator_names()
+    assert get_operator("gap", sample_rate=1000, gap_seconds=0.05).longest_gap(700) == 50
+    assert get_operator("butterworth", cutoff=100.0, sample_rate=1000).longest_gap(700) == 0
+
+
+def test_a_task_is_one_registration_and_its_keys_are_checked():
+    from diffjax.restoration.tasks import TASKS, register_task, task_operator
+
+    @register_task("quiet_gap_test", operator="gap")
+    def quiet_gap(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, gap_seconds: float = 0.1):
+        return get_operator("gap", sample_rate=sample_rate, gap_seconds=gap_seconds, noise_sigma=noise_sigma)
+
+    try:
+        x = 0.2 * jax.random.normal(jax.random.PRNGKey(0), (2, 1000, 1))
+        op = task_operator("quiet_gap_test", 1000, reference=np.asarray(x), snr=20.0, gap_seconds=0.02)
+        assert op.longest_gap(1000) == 20 and op.noise_sigma == pytest.approx(float(jnp.sqrt(jnp.mean(x**2))) / 10)
+        with pytest.raises(TypeError, match=r"does not take \['gap_second'\].*gap_seconds"):
+            task_operator("quiet_gap_test", 1000, gap_second=0.02)
+    finally:
+        TASKS.unregister("quiet_gap_test")

@@ -11,10 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffjax import factory, generation
+from diffjax import data as data_lib
+from diffjax import losses
+from diffjax.jobs import SampleRequest, generate, load, run_sample_request, train_and_evaluate
+from diffjax.jobs import workdir as workdir_lib
+from diffjax.model import build_codec, build_model, data_spec
 from diffjax.registry import UnknownNameError
-from diffjax.sample_job import SampleRequest, run_sample_request
-from diffjax.training import checkpoint, train_and_evaluate
+from diffjax.training.objective import diffusion_loss_fn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,24 +35,19 @@ CONFIGS = [m for m in sorted(os.path.relpath(p, ROOT)[:-3].replace(os.sep, ".")
 
 @pytest.mark.parametrize("module", CONFIGS)
 def test_every_config_builds_and_its_loss_has_the_right_shape(module, tmp_path):
-    """Builds process, parameterisation, model, dataset and loss of each shipped config (smoke size)
-    and traces one loss evaluation abstractly (no compile)."""
+    """Builds the dataset, the model object (process, parameterisation, network, codec,
+    conditioners) and the loss of each shipped config (smoke size), and traces one loss evaluation
+    on a real batch abstractly (no compile)."""
     config = _load(module)
-    if "cache_dir" in config.data or config.data.name == "synth_music":
+    if "cache_dir" in config.data:
         config.data.cache_dir = str(tmp_path)
-    process = factory.build_process(config)
-    pc = factory.build_precond(config, process)
-    model = factory.build_model(config)
-    loss = factory.build_loss(config, process, pc)
-    dataset = factory.build_dataset(config)
-    shape = generation.example_shape(config, dataset)
-    x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,)))["params"], x)
-    from diffjax.precond import flax_net_fn, make_denoiser
-
-    cond = {"label": jnp.zeros((2,), jnp.int32)} if config.model.get("num_classes", 0) else None
-    out = jax.eval_shape(lambda p, x: loss(make_denoiser(pc, flax_net_fn(model, p), cond), x,
-                                           jax.random.PRNGKey(1)), params, x)
+    dataset = data_lib.build_dataset(config.data)
+    model = build_model(config, data_spec(dataset))
+    loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
+    batch = {k: jnp.asarray(v) for k, v in dataset.batch(0, 2, seed=0).items()}
+    params = model.abstract_params()
+    out = jax.eval_shape(lambda p, b: diffusion_loss_fn(model, loss)(p, b, jax.random.PRNGKey(1), {})[0],
+                         params, batch)
     assert out.shape == (2,)
 
 
@@ -64,14 +62,13 @@ def _train(module, workdir, **overrides):
 
 def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path):
     shutil.copytree(smoke_audio_workdir, tmp_path, dirs_exist_ok=True)  # the shared 4-step model
-    config = checkpoint.load_config(str(tmp_path))
+    config = workdir_lib.load_config(str(tmp_path))
     with open(tmp_path / "eval.json") as f:
         assert json.load(f)["nfe"] == config.sampling.num_steps  # Euler (the smoke sampler)
     assert os.path.exists(tmp_path / "spectrograms.png")
-    _, params_4, step = checkpoint.load_for_sampling(str(tmp_path))
-    assert step == 4
+    assert load(str(tmp_path)).step == 4
     _train("configs.waveform", tmp_path, **{"training.num_steps": 6})  # resume
-    assert checkpoint.load_for_sampling(str(tmp_path))[2] == 6
+    assert load(str(tmp_path)).step == 6
     summary = run_sample_request(SampleRequest(workdir=str(tmp_path), sampler="dpmpp_2m", nfe=4, num=3,
                                                seed=7, out=str(tmp_path / "out")))
     assert summary["nfe"] == 4 and summary["seeds"] == [7, 8, 9] and summary["real_time_factor"] > 0
@@ -107,10 +104,11 @@ def test_quick_start_mel_model_trains_and_decodes_to_waveforms(tmp_path):
 
 def test_spectrogram_model_trains_and_decodes_to_waveforms(tmp_path):
     config, results = _train("configs.spectrogram", tmp_path, **{"evaluation.num_samples": 0})
-    _, params, _ = checkpoint.load_for_sampling(str(tmp_path))
-    out = generation.generate(config, params, seeds=[0, 1], sampler="euler", num_steps=3)
-    dataset = factory.build_dataset(config)
-    assert out.audio.shape == (2, dataset.length, 1) and out.latent.ndim == 4
+    loaded = load(str(tmp_path))
+    out = generate(loaded.model, loaded.params, sampling_config=config.sampling, seeds=[0, 1], sampler="euler",
+                   num_steps=3)
+    dataset = data_lib.build_dataset(config.data)
+    assert out.audio.shape == (2,) + tuple(dataset.example_shape) and out.latent.ndim == 4
     assert np.all(np.isfinite(out.audio))
 
 
@@ -135,28 +133,48 @@ def test_bad_config_values_list_the_valid_choices(tmp_path):
     with pytest.raises(ValueError, match=r"optim.name must be one of \['adam'"):
         train_and_evaluate(config, str(tmp_path / "b"))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        checkpoint.save_config(str(tmp_path / "c"), config)
-        checkpoint.load_for_sampling(str(tmp_path / "c"))
+        workdir_lib.save_config(str(tmp_path / "c"), config)
+        workdir_lib.save_spec(str(tmp_path / "c"), data_spec(data_lib.build_dataset(config.data)))
+        load(str(tmp_path / "c"))
 
 
 def test_a_saved_config_loads_equal_to_the_original(tmp_path):
     """JSON turns tuples into lists; load_config turns them back, so a teacher's config read from
     its workdir compares equal to the student's (distillation checks config.model equality)."""
     config = _load("configs.default", "")
-    checkpoint.save_config(str(tmp_path), config)
-    loaded = checkpoint.load_config(str(tmp_path))
+    workdir_lib.save_config(str(tmp_path), config)
+    loaded = workdir_lib.load_config(str(tmp_path))
     assert loaded.to_dict() == config.to_dict()
     assert loaded.model.strides == (2, 2) and loaded.training.ema_halflife_examples == (2000.0,)
 
 
 def test_codec_section_switches_by_name_and_follows_the_data_rate():
-    """`--config.codec.name=waveform` on the mel default ignores the mel-only keys, and a codec with
-    a sample rate takes the data's rather than its own default."""
+    """`--config.codec.name=waveform` on the mel default ignores the mel-only sub-section, and a
+    codec with a sample rate takes the data's rather than its own default."""
     from diffjax.audio.codecs import LogMel, Waveform
 
     config = _load("configs.default", "")
-    config.data.sample_rate = 8000
-    codec = generation.build_codec(config)
+    codec = build_codec(config.codec, 8000)
     assert isinstance(codec, LogMel) and codec.sample_rate == 8000 and codec.n_mels == 128
     config.codec.name = "waveform"
-    assert isinstance(generation.build_codec(config), Waveform)
+    assert isinstance(build_codec(config.codec, 8000), Waveform)
+
+
+def test_a_key_the_chosen_component_does_not_take_is_an_error_naming_its_keys():
+    """Strict sections: a misspelt or misplaced key is never silently dropped."""
+    config = _load("configs.default", "")
+    config.codec.name = "waveform"
+    config.codec.n_mels = 64  # a mel key at the top of the section, not under codec.mel
+    with pytest.raises(TypeError, match=r"codec 'waveform' does not take \['n_mels'\]"):
+        build_codec(config.codec, 16000)
+    config = _load("configs.default", "")
+    config.model.widht = 3
+    with pytest.raises(TypeError, match=r"model 'unet1d' does not take \['widht'\]; it takes \[.*'channels'"):
+        build_model(config, data_spec(data_lib.build_dataset(config.data)))
+
+
+def test_a_workdir_from_before_the_model_object_fails_naming_the_change(tmp_path):
+    """Workdirs written before issue 16 have a config.json but no model.json."""
+    workdir_lib.save_config(str(tmp_path), _load("configs.default"))
+    with pytest.raises(ValueError, match="before the model-object change.*Retrain"):
+        load(str(tmp_path))

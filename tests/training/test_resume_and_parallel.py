@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import toy_gmm
-from diffjax.training import checkpoint, train_and_evaluate
+from diffjax.jobs import load, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -38,8 +38,8 @@ def _flags(config) -> list[str]:
 
 
 def _params(workdir):
-    _, params, step = checkpoint.load_for_sampling(str(workdir), ema_index=-1)
-    return params, step
+    loaded = load(str(workdir), ema=-1)
+    return loaded.params, loaded.step
 
 
 def _wait_for(predicate, timeout=120.0):

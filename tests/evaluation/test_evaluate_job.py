@@ -1,14 +1,18 @@
-"""evaluate_checkpoint / experiments/evaluate.py on a workdir, with a fake sampler; polling."""
+"""diffjax.jobs.evaluate / experiments/evaluate.py on a workdir, with a fake sampler; polling."""
 import dataclasses
 import importlib.util
 import json
 import os
+import types
 
 import numpy as np
 import pytest
 
-from diffjax.evaluation import workdir as wd
-from diffjax.training import checkpoint
+from configs import evaluate as evaluate_config
+from diffjax.conditioners import LabelConditioner
+from diffjax.jobs import evaluate as wd
+from diffjax.jobs import workdir as workdir_lib
+from diffjax.model import DataSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,31 +31,45 @@ def fake_workdir(tmp_path, smoke_config, smoke_dataset, monkeypatch):
 
     config = default.get_config()
     config.data = smoke_config.data
-    config.model.num_classes = 9
     workdir = str(tmp_path / "run")
-    checkpoint.save_config(workdir, config)
+    workdir_lib.save_config(workdir, config)
     for step in (100, 200):
-        os.makedirs(os.path.join(checkpoint.checkpoint_dir(workdir), str(step)))
+        os.makedirs(os.path.join(workdir_lib.checkpoint_dir(workdir), str(step)))
     held_out = smoke_dataset.eval.batch(0, len(smoke_dataset.eval), seed=0)
     calls = []
+    # a class-conditional model (9 classes); the fake sampler never calls its network
+    model = types.SimpleNamespace(conditioners={"label": LabelConditioner(num_classes=9)},
+                                  spec=DataSpec(shape=(4000, 1), sample_rate=8000, num_classes=9))
 
-    def load_for_sampling(path, *, step=None, ema_index=0):
-        return checkpoint.load_config(path), {}, 200 if step is None else step
+    def load(path, *, step=None, ema=0):
+        return workdir_lib.Loaded(model=model, params={}, step=200 if step is None else step,
+                                  config=workdir_lib.load_config(path))
 
-    def generate(config, params, *, seeds, labels=None, nfe=None, **kwargs):
+    def generate(model, params, *, sampling_config, seeds, cond=None, nfe=None, **kwargs):
+        labels = None if cond is None else cond["label"]
         calls.append({"seeds": list(seeds), "labels": labels, "nfe": nfe, **kwargs})
         return FakeGenerated(held_out["x"][np.asarray(seeds) % 64], nfe=nfe, num_steps=nfe)
 
-    monkeypatch.setattr(checkpoint, "load_for_sampling", load_for_sampling)
-    monkeypatch.setattr("diffjax.generation.generate", generate)
+    monkeypatch.setattr(workdir_lib, "load", load)
+    monkeypatch.setattr(wd, "generate", generate)
     return workdir, calls
+
+
+def settings(**overrides):
+    """configs/evaluate.py with `overrides` ({'sampling.nfe': 7, 'num': 40, ...})."""
+    config = evaluate_config.get_config()
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    return config
 
 
 def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_classifier):
     workdir, calls = fake_workdir
-    kwargs = dict(sampler="heun", nfe=7, num=40, chunk_size=20, classifier_workdir=trained_classifier[0],
-                  reference_num=128, progress=False)
-    results = wd.evaluate_checkpoint(workdir, **kwargs)
+    config = settings(**{"sampling.sampler": "heun", "sampling.nfe": 7, "num": 40, "chunk_size": 20,
+                         "reference.num": 128})
+    kwargs = dict(classifier_workdir=trained_classifier[0], progress=False)
+    results = wd.evaluate_checkpoint(workdir, config, **kwargs)
     assert [len(c["seeds"]) for c in calls] == [20, 20]
     assert calls[0]["labels"] is not None and list(calls[0]["labels"][:3]) == [0, 1, 2]
     assert calls[0]["sampler"] == "heun" and calls[0]["nfe"] == 7
@@ -66,11 +84,12 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
         assert json.load(f)["fd_mel"] == pytest.approx(results["fd_mel"])
     assert "FD clf" in open(os.path.join(run_dir, "results.md")).read()
     calls.clear()
-    again = wd.evaluate_checkpoint(workdir, **kwargs)
+    again = wd.evaluate_checkpoint(workdir, config, **kwargs)
     assert json.dumps(again, sort_keys=True) == json.dumps(results, sort_keys=True)
     assert calls == []  # complete evaluations are not recomputed
     with pytest.raises(ValueError, match="embedders"):
-        wd.evaluate_checkpoint(workdir, **kwargs, embedders=["mel_stats"])
+        config.embedders = "mel_stats"
+        wd.evaluate_checkpoint(workdir, config, **kwargs)
 
 
 def test_cli_main(fake_workdir, trained_classifier, capsys):
@@ -79,26 +98,26 @@ def test_cli_main(fake_workdir, trained_classifier, capsys):
                                                   os.path.join(REPO, "experiments", "evaluate.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.FLAGS(["evaluate.py", f"--workdir={workdir}", "--nfe=3", "--num=20", "--chunk_size=20",
-                  "--embedders=classifier,mel_stats", f"--classifier={trained_classifier[0]}",
-                  "--reference_split=eval", "--ndb_bins=5", "--kid_subset_size=20"])
+    module.FLAGS(["evaluate.py", f"--config={os.path.join(REPO, 'configs', 'evaluate.py')}:smoke",
+                  f"--workdir={workdir}", "--config.embedders=classifier,mel_stats",
+                  f"--classifier={trained_classifier[0]}", "--config.reference.split=eval"])
     module.main([])
     out = capsys.readouterr().out
     assert "| step 200 |" in out and '"fd_classifier"' in out
     lines = open(os.path.join(workdir, "eval", "results.jsonl")).read().splitlines()
-    sampler = checkpoint.load_config(workdir).sampling.sampler  # the config's default
+    sampler = workdir_lib.load_config(workdir).sampling.sampler  # the config's default
     assert json.loads(lines[-1])["tag"] == f"step200_{sampler}_nfe3_n20_eval"
 
 
 def test_missing_classifier_is_a_clear_error(fake_workdir):
     workdir, _ = fake_workdir
     with pytest.raises(FileNotFoundError, match="train_classifier.py"):
-        wd.evaluate_checkpoint(workdir, nfe=3, num=4, classifier_workdir=None)
+        wd.evaluate_checkpoint(workdir, settings(**{"sampling.nfe": 3, "num": 4}), classifier_workdir=None)
 
 
 def test_watch_evaluates_new_checkpoints_until_timeout(tmp_path):
     workdir = str(tmp_path)
-    ckpt = checkpoint.checkpoint_dir(workdir)
+    ckpt = workdir_lib.checkpoint_dir(workdir)
     os.makedirs(os.path.join(ckpt, "10"))
     os.makedirs(os.path.join(ckpt, "20.orbax-checkpoint-tmp-1"))  # a save in progress
     now, evaluated = [0.0], []
@@ -121,9 +140,16 @@ def test_watch_evaluates_new_checkpoints_until_timeout(tmp_path):
 
 
 def test_build_embedders_callable():
-    embs = wd.build_embedders(["mel_stats", "callable"], sample_rate=8000,
-                              embedder_fn="tests.evaluation.test_features:user_embedding",
-                              embedder_name="rms")
+    options = evaluate_config.get_config().embedder
+    options.callable.fn, options.callable.name = "tests.evaluation.test_features:user_embedding", "rms"
+    embs = wd.build_embedders(["mel_stats", "callable"], options, sample_rate=8000)
     assert sorted(embs) == ["mel", "rms"]
-    with pytest.raises(ValueError, match="embedder_name"):
-        wd.build_embedders(["callable"], sample_rate=8000)
+    with pytest.raises(ValueError, match="callable.name"):
+        wd.build_embedders(["callable"], evaluate_config.get_config().embedder, sample_rate=8000)
+
+
+def test_an_embedder_key_it_does_not_take_is_an_error():
+    options = evaluate_config.get_config().embedder
+    options.mel_stats.n_fftt = 512
+    with pytest.raises(TypeError, match="n_fftt"):
+        wd.build_embedders(["mel_stats"], options, sample_rate=8000)

@@ -1,0 +1,316 @@
+"""The restoration job (experiments/restore.py, configs/restore.py): restore one file, or evaluate
+restoration on clean clips. The only restoration code that reads a workdir or user files, and
+every file it writes goes through `files.guarded_path` (never an input, never an existing file
+without --overwrite).
+
+    run(config, workdir="runs/waveform", input="clipped.wav", out="restored.wav")
+    run(config, workdir="runs/waveform", reference_dir="clean/", table="results.md")
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffjax import sampling
+from diffjax.audio import io
+from diffjax.jobs import files
+from diffjax.jobs import workdir as workdir_lib
+from diffjax.model import DiffusionModel, build_model
+from diffjax.registry import accepted_parameters
+from diffjax.restoration import evaluation
+from diffjax.restoration.methods import METHODS, method_options
+from diffjax.restoration.tasks import (EVAL_TASKS, TASKS, context_length, degraded_view, eval_length, eval_task,
+                                       needs_reference, restore_audio, task_operator)
+
+log = logging.getLogger("diffjax")
+
+STEREO_MODES = ("refuse", "mixdown", "per_channel")
+TASK_KEYS = ("name", "simulate", "snr", "noise_sigma")  # config.task keys beside the tasks' sub-sections
+_TASK_CONTEXT = frozenset({"sample_rate", "noise_sigma", "reference", "degraded"})  # given by the job
+
+
+# --------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------
+
+
+def require_waveform_model(model: DiffusionModel) -> None:
+    """Refuses a model whose codec is not the identity: restoration operators act on waveforms."""
+    if not model.codec.is_identity or not model.spec.is_audio or len(model.spec.shape) != 2:
+        raise ValueError(f"restoration needs a waveform model (identity codec on audio [L, C]); this one has "
+                         f"the codec {type(model.codec).__name__} on data of shape {model.spec.shape}. Train "
+                         "one with configs/waveform.py (python experiments/train.py --config "
+                         "configs/waveform.py --workdir W)")
+
+
+def load_waveform_model(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> workdir_lib.Loaded:
+    """The model of `workdir` and its weights; a non-waveform model is refused before they load."""
+    require_waveform_model(build_model(workdir_lib.load_config(workdir), workdir_lib.load_spec(workdir)))
+    return workdir_lib.load(workdir, step=step, ema=ema)
+
+
+# --------------------------------------------------------------------------------------
+# The config: task and method sections
+# --------------------------------------------------------------------------------------
+
+
+def _plain(section) -> dict:
+    return dict(section.to_dict() if callable(getattr(section, "to_dict", None)) else section or {})
+
+
+def task_params(section) -> tuple[str, dict]:
+    """`config.task` -> (task name, its keys without None values, `snr` and `noise_sigma` included).
+
+    A key outside `TASK_KEYS` and the tasks' sub-sections, or a key the chosen task does not take,
+    is an error naming the keys it takes."""
+    values = _plain(section)
+    name = values.get("name")
+    builder = TASKS.get(name)
+    stray = sorted(k for k in values if k not in TASK_KEYS and k not in TASKS)
+    own = _plain(values.get(name))
+    takes = sorted(accepted_parameters(builder) - _TASK_CONTEXT)
+    unknown = stray + sorted(set(own) - set(takes))
+    if unknown:
+        raise TypeError(f"restoration task {name!r} does not take {unknown}; it takes {takes} (config.task."
+                        f"{name}.<key>) and config.task.{{{', '.join(k for k in TASK_KEYS if k != 'name')}}}")
+    params = {k: v for k, v in own.items() if v is not None}
+    params.update({k: values[k] for k in ("snr", "noise_sigma") if values.get(k) is not None})
+    return name, params
+
+
+def method_section(section, method: str) -> dict:
+    """The options of `method` in `config.method` (its sub-section; None values dropped); a key
+    `method` does not take is an error naming the keys it takes."""
+    values = _plain(section)
+    stray = sorted(k for k in values if k != "name" and k not in METHODS)
+    if stray:
+        raise TypeError(f"config.method has {stray}; it holds 'name' and one sub-section per method "
+                        f"({', '.join(METHODS.names())})")
+    return method_options(method, values.get(method))
+
+
+def evaluation_names(text: str) -> list[str]:
+    return [name.strip() for name in str(text or "").split(",") if name.strip()]
+
+
+def check_config(config) -> None:
+    """Validates every name and value of a restore config before anything is loaded: the sampler's
+    NFE budget (`sampling.steps_for_nfe` names the nearest valid ones), the grid, the task's and the
+    methods' keys, the stereo mode."""
+    if config.stereo not in STEREO_MODES:
+        raise ValueError(f"stereo={config.stereo!r}; valid: {', '.join(STEREO_MODES)}")
+    sampling.GRIDS.get(config.grid)
+    for method in evaluation_names(config.evaluation.methods) or [config.method.name]:
+        options = method_section(config.method, method)
+        sampling.steps_for_nfe(config.sampler, int(config.nfe), **(options.get("sampler_options") or {}))
+    task_params(config.task)
+    for name in evaluation_names(config.evaluation.tasks):
+        eval_task(name)
+
+
+def model_options(config, method: str, model: DiffusionModel) -> dict:
+    """The options of `method`, completed by its model-dependent defaults (PiGDM's `data_std`)."""
+    return method_options(method, method_section(config.method, method), precond=model.precond)
+
+
+# --------------------------------------------------------------------------------------
+# Audio files
+# --------------------------------------------------------------------------------------
+
+
+def read_input(path: str, spec, stereo: str) -> tuple[np.ndarray, int]:
+    """The input as a batch `[B, L, C]` at the model's rate; returns it and the file's rate.
+
+    A sample-rate mismatch is resampled (logged by `io.read_audio`); a multi-channel file for a mono
+    model is refused unless `stereo` is 'mixdown' or 'per_channel' (channels become the batch).
+    NaN/inf samples are refused by `io.read_audio`.
+    """
+    rate, channels = int(spec.sample_rate), int(spec.shape[1])
+    info = io.audio_info(path)
+    if info.sample_rate != rate:
+        log.info("%s is at %d Hz and the model at %d Hz: resampling the input, and the output back",
+                 path, info.sample_rate, rate)
+    if info.channels != channels and channels == 1:
+        if stereo == "refuse":
+            raise ValueError(f"{path} has {info.channels} channels but the model is mono; pass "
+                             "--config.stereo=mixdown to down-mix or --config.stereo=per_channel to restore "
+                             "each channel")
+        x = io.read_audio(path, sample_rate=rate, channels=None)
+        if stereo == "mixdown":
+            return x.mean(axis=1, keepdims=True)[None], info.sample_rate
+        return np.transpose(x)[:, :, None], info.sample_rate  # [C, L, 1]
+    if info.channels != channels:
+        raise ValueError(f"{path} has {info.channels} channels; the model expects {channels}")
+    return io.read_audio(path, sample_rate=rate, channels=None)[None], info.sample_rate
+
+
+def to_file_layout(x: np.ndarray, stereo: str, spec) -> np.ndarray:
+    """`[B, L, C]` back to `[L, C]` (per-channel batches become channels again)."""
+    if x.shape[0] > 1 and stereo == "per_channel" and int(spec.shape[1]) == 1:
+        return np.transpose(x[:, :, 0])
+    return x[0]
+
+
+def output_paths(out: str, *, simulate: bool) -> dict[str, str]:
+    """Every file `restore_file` writes: the output, its spectrogram PNG and, when simulating, the
+    degraded input (`<out stem>.degraded.wav`)."""
+    stem = os.path.splitext(out)[0]
+    paths = {"out": out, "png": stem + ".png"}
+    if simulate:
+        paths["degraded"] = stem + ".degraded.wav"
+    return paths
+
+
+def plot_spectrograms(path: str, before: np.ndarray, after: np.ndarray, sample_rate: int, *,
+                      titles=("degraded", "restored")) -> str:
+    """Writes a before/after log-magnitude spectrogram PNG of two mono signals `[L]` (path guarded
+    by the caller)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for ax, signal, title in zip(axes, (before, after), titles):
+        n_fft = 512 if len(signal) >= 512 else 2 ** int(np.log2(max(len(signal), 16)))
+        with np.errstate(divide="ignore"):  # silent bins are -inf dB
+            ax.specgram(np.asarray(signal, np.float64), NFFT=n_fft, Fs=sample_rate,
+                        noverlap=n_fft * 3 // 4, cmap="magma", vmin=-120)
+        ax.set_title(title)
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (Hz)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Restore one file
+# --------------------------------------------------------------------------------------
+
+
+def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool = False) -> dict:
+    """Restores the file `input` into `out` (+ a spectrogram PNG) with a loaded waveform model;
+    returns the run's info."""
+    check_config(config)
+    model = loaded.model
+    require_waveform_model(model)
+    task, params = task_params(config.task)
+    method = config.method.name
+    options = model_options(config, method, model)
+    simulate = bool(config.task.simulate) or needs_reference(task, params)
+    if TASKS.meta(task)["needs_simulation"] and not simulate:
+        raise ValueError(f"{task} restores a signal it degrades itself: pass --config.task.simulate=True "
+                         "with a clean input")
+    paths = output_paths(out, simulate=simulate)
+    files.guard_all(paths.values(), inputs=[input], overwrite=overwrite)  # before any work
+    spec, sample_rate = model.spec, int(model.spec.sample_rate)
+    x, file_rate = read_input(input, spec, config.stereo)
+    x = jnp.asarray(x)
+    if simulate:
+        op = task_operator(task, sample_rate, reference=np.asarray(x), **params)
+        y = op.measure(x, jax.random.PRNGKey(config.seed + 1))
+        degraded = np.clip(to_file_layout(np.asarray(degraded_view(op, y, x.shape)), config.stereo, spec), -1, 1)
+        io.write_audio(files.guarded_path(paths["degraded"], inputs=[input], overwrite=overwrite), degraded,
+                       sample_rate=sample_rate, overwrite=overwrite)
+        log.info("simulated %s on %s; the degraded input is %s", task, input, paths["degraded"])
+    else:
+        op = task_operator(task, sample_rate, degraded=np.asarray(x), **params)
+        y = x
+    restored, info = restore_audio(model, loaded.model.denoiser(loaded.params), op, y, method=method,
+                                   sampler=config.sampler, nfe=int(config.nfe), grid=config.grid, seed=config.seed,
+                                   length=x.shape[1], overlap_seconds=config.overlap_seconds,
+                                   chunks_per_call=config.chunks_per_call, **options)
+    result = io.resample(to_file_layout(np.asarray(restored), config.stereo, spec), sample_rate, file_rate,
+                         name="output")
+    io.write_audio(files.guarded_path(out, inputs=[input], overwrite=overwrite), result, sample_rate=file_rate,
+                   overwrite=overwrite)
+    plot_spectrograms(files.guarded_path(paths["png"], inputs=[input], overwrite=overwrite),
+                      np.asarray(degraded_view(op, y, x.shape))[0, :, 0], np.asarray(restored)[0, :, 0], sample_rate)
+    info.update(out=out, png=paths["png"], task=task, method=method, sampler=config.sampler)
+    log.info("wrote %s and %s (%s mode, NFE %d, %.2f s per second of audio)", out, paths["png"], info["mode"],
+             info["nfe"], info["seconds_per_audio_second"])
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# Evaluate on clean clips
+# --------------------------------------------------------------------------------------
+
+
+def load_references(directory: str, spec, *, max_clips: int = 8, length: Optional[int] = None) -> np.ndarray:
+    """Up to `max_clips` files of `directory`, at the model's rate and channels, cut/padded to
+    `length` samples (default the model's context): `[B, L, C]`."""
+    length = int(spec.shape[0]) if length is None else length
+    names = sorted(f for f in os.listdir(directory) if f.lower().endswith(io.AUDIO_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f"no {'/'.join(io.AUDIO_EXTENSIONS)} files in {directory}")
+    clips = []
+    for name in names[:max_clips]:
+        x = io.read_audio(os.path.join(directory, name), sample_rate=int(spec.sample_rate),
+                          channels=int(spec.shape[1]))[:length]
+        clips.append(np.pad(x, ((0, length - x.shape[0]), (0, 0))))
+    return np.stack(clips)
+
+
+def table_paths(table: str) -> dict[str, str]:
+    """The markdown table and its rows as JSON lines (`<table stem>.jsonl`)."""
+    return {"table": table, "jsonl": os.path.splitext(table)[0] + ".jsonl"}
+
+
+def evaluate_with(loaded, config, *, reference_dir: str, table: str, overwrite: bool = False) -> list[dict]:
+    """Degrades the clean clips of `reference_dir` by each evaluation task, restores them with each
+    method, prints the table and writes it (and its rows as JSON lines)."""
+    check_config(config)
+    model = loaded.model
+    require_waveform_model(model)
+    tasks = evaluation_names(config.evaluation.tasks) or list(EVAL_TASKS)
+    methods = evaluation_names(config.evaluation.methods) or [config.method.name]
+    paths = table_paths(table)
+    files.guard_all(paths.values(), inputs=[reference_dir], overwrite=overwrite)
+    length = max([eval_length(t, model) for t in tasks], default=context_length(model))
+    clean = load_references(reference_dir, model.spec, max_clips=int(config.evaluation.max_clips), length=length)
+    rows = evaluation.evaluate(model, model.denoiser(loaded.params), clean, tasks=tasks, methods=methods,
+                               sampler=config.sampler, nfe=int(config.nfe), seed=config.seed,
+                               options={m: model_options(config, m, model) for m in methods})
+    text = evaluation.markdown_table(rows)
+    print(text)
+    with open(files.guarded_path(paths["table"], inputs=[reference_dir], overwrite=overwrite), "w") as f:
+        f.write(f"Restoration of {clean.shape[0]} clips from {reference_dir} (model step {loaded.step}); "
+                "'_in' = degraded input, '_out' = restored; SI-SDR/SNR in dB (higher is better), "
+                "LSD and multi-resolution STFT distance (lower is better).\n\n" + text)
+    with open(files.guarded_path(paths["jsonl"], inputs=[reference_dir], overwrite=overwrite), "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------
+
+
+def run(config, *, workdir: str, input: Optional[str] = None, out: Optional[str] = None,
+        reference_dir: Optional[str] = None, table: Optional[str] = None, overwrite: bool = False,
+        step: Optional[int] = None) -> Any:
+    """experiments/restore.py: with `reference_dir` the evaluation table (default
+    `<workdir>/restoration.md`), else restores `input` into `out`. The config is validated, and
+    the outputs guarded, before the model loads."""
+    check_config(config)
+    if reference_dir:
+        table = table or os.path.join(workdir, "restoration.md")
+        files.guard_all(table_paths(table).values(), inputs=[reference_dir], overwrite=overwrite)
+        loaded = load_waveform_model(workdir, step=step, ema=config.ema)
+        return evaluate_with(loaded, config, reference_dir=reference_dir, table=table, overwrite=overwrite)
+    if not input or not out:
+        raise ValueError("--input and --out are required (or --reference_dir for the evaluation table)")
+    files.guarded_path(out, inputs=[input], overwrite=overwrite)
+    loaded = load_waveform_model(workdir, step=step, ema=config.ema)
+    return restore_file_with(loaded, config, input=input, out=out, overwrite=overwrite)

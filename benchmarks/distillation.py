@@ -32,9 +32,11 @@ from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffjax import factory, generation, sampling  # noqa: E402
+from diffjax import audio, sampling  # noqa: E402,F401  (audio: registers the datasets)
+from diffjax.data import build_dataset  # noqa: E402
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder, report  # noqa: E402
-from diffjax.training import checkpoint  # noqa: E402
+from diffjax.jobs.train import train_and_evaluate  # noqa: E402
+from diffjax.jobs.workdir import load, load_config  # noqa: E402
 from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -57,7 +59,6 @@ DOC_START, DOC_END = "<!-- benchmark:distillation:start -->", "<!-- benchmark:di
 def train_quick(steps: int, student_steps: int, root: str) -> tuple[str, list[str]]:
     """A short quick-start teacher and a CD student from it (skipped where a checkpoint exists)."""
     from configs import default, distill_cd
-    from diffjax.training import train_and_evaluate
 
     teacher_dir, student_dir = os.path.join(root, "teacher"), os.path.join(root, "cd")
     config = default.get_config()
@@ -76,27 +77,24 @@ def train_quick(steps: int, student_steps: int, root: str) -> tuple[str, list[st
     return teacher_dir, [student_dir]
 
 
-def _timed_sampler(config, params, sampler: str, steps: int, grid: str, num: int):
-    """A compiled `() -> latents` for fixed seeds, the codec's `decode(latents) -> audio [num, L, C]`,
-    the NFE and the dataset."""
-    process = factory.build_process(config)
-    sigmas = sampling.grid_for_process(process, grid, steps)
-    dataset = factory.build_dataset(config)
-    shape = generation.example_shape(config, dataset)
-    denoiser = generation.make_sampling_denoiser(config, params)
+def _timed_sampler(loaded, sampler: str, steps: int, grid: str, num: int):
+    """A compiled `() -> latents` for fixed seeds, the codec's `decode(latents) -> audio [num, L, C]`
+    and the NFE, for a loaded model (`jobs.workdir.load`)."""
+    model = loaded.model
+    sigmas = sampling.grid_for_process(model.process, grid, steps)
+    denoiser = model.denoiser(loaded.params)
     seeds = np.arange(num)
-    x_init = sampling.initial_noise(seeds, shape, float(sigmas[0]))
+    x_init = sampling.initial_noise(seeds, model.latent_shape, float(sigmas[0]))
     keys = sampling.seed_keys(seeds)
     fn = jax.jit(lambda x, k: sampling.get_sampler(sampler)(denoiser, x, sigmas, key=k))
-    codec = generation.build_codec(config)
     jax.block_until_ready(fn(x_init, keys))  # compile
     return (lambda: jax.block_until_ready(fn(x_init, keys))), \
-        (lambda z: np.asarray(codec.decode(z, dataset.length))), sampling.nfe(sampler, steps), dataset
+        (lambda z: np.asarray(model.codec.decode(z, model.spec.shape[0]))), sampling.nfe(sampler, steps)
 
 
 def measure(name: str, workdir: str, sampler: str, steps: int, grid: str, reference, embedder) -> dict:
-    config, params, step = checkpoint.load_for_sampling(workdir)
-    run, decode, nfe, dataset = _timed_sampler(config, params, sampler, steps, grid, FLAGS.num)
+    loaded = load(workdir)
+    run, decode, nfe = _timed_sampler(loaded, sampler, steps, grid, FLAGS.num)
     walls = []
     for _ in range(FLAGS.repeats):
         tic = time.perf_counter()
@@ -106,19 +104,20 @@ def measure(name: str, workdir: str, sampler: str, steps: int, grid: str, refere
     tic = time.perf_counter()
     audio = decode(latents)
     decode_s = time.perf_counter() - tic
-    seconds = FLAGS.num * dataset.length / dataset.sample_rate
+    spec = loaded.model.spec
+    seconds = FLAGS.num * spec.shape[0] / spec.sample_rate
     features = embed_all(embedder, audio)["embedding"]
-    return {"model": name, "workdir": workdir, "train_steps": int(step), "sampler": sampler, "grid": grid,
+    return {"model": name, "workdir": workdir, "train_steps": int(loaded.step), "sampler": sampler, "grid": grid,
             "nfe": nfe, "num": FLAGS.num, "audio_s": round(seconds, 3), "wall_s": round(wall, 4),
             "decode_s": round(decode_s, 3),
             "rtf": round(seconds / wall, 2), "fd_mel": round(frechet_distance_features(features, reference), 3),
             "flatness": round(spectral_flatness(audio), 4),
-            "pitch": round(pitch_confidence(audio, dataset.sample_rate), 3), "backend": jax.default_backend()}
+            "pitch": round(pitch_confidence(audio, spec.sample_rate), 3), "backend": jax.default_backend()}
 
 
 def rows(teacher: str, students: list[str], embedder) -> list[dict]:
-    config, _, _ = checkpoint.load_for_sampling(teacher)
-    dataset = factory.build_dataset(config)
+    config = load_config(teacher)
+    dataset = build_dataset(config.data)
     real = np.asarray(dataset.batch(0, FLAGS.num, seed=123)["x"])
     reference = embed_all(embedder, real)["embedding"]
     grid = config.sampling.grid
@@ -130,7 +129,7 @@ def rows(teacher: str, students: list[str], embedder) -> list[dict]:
         steps = sampling.steps_for_nfe(FLAGS.teacher_sampler, int(budget))
         out.append(measure("teacher", teacher, FLAGS.teacher_sampler, steps, grid, reference, embedder))
     for workdir in students:
-        student = checkpoint.load_config(workdir)
+        student = load_config(workdir)
         kind = student.distill.kind
         sampler = "ddim" if kind == "progressive" else "consistency"
         for steps in FLAGS.student_steps:

@@ -9,7 +9,7 @@ One JSON line per row, and a markdown table refreshed in docs/evaluation.md (`--
 - 'data + noise 10 dB': held-out clips with white noise at 10 dB SNR: degraded quality;
 - 'white noise': Gaussian noise of std 0.1: the ceiling;
 - one row per (--models workdir, --samplers, --nfes): samples from a checkpoint
-  (`diffjax.evaluation.workdir.evaluate_checkpoint`, against that model's own training split).
+  (`diffjax.jobs.evaluate.evaluate_checkpoint`, against that model's own training split).
 
     python benchmarks/evaluation.py --classifier workdirs/eval_classifier --update_doc docs/evaluation.md
     python benchmarks/evaluation.py --classifier workdirs/eval_classifier \
@@ -28,9 +28,12 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffjax.audio.datasets import SynthMusic  # noqa: E402
-from diffjax.evaluation import report, workdir as wd  # noqa: E402
+from configs import evaluate as evaluate_config  # noqa: E402
+from diffjax.evaluation import report  # noqa: E402
 from diffjax.evaluation.reference import reference_features  # noqa: E402
 from diffjax.evaluation.suite import MetricOptions, evaluate_generator  # noqa: E402
+from diffjax.jobs import evaluate as evaluate_job  # noqa: E402
+from diffjax.jobs.classifier import load_classifier  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("classifier", "workdirs/eval_classifier", "trained classifier workdir")
@@ -103,9 +106,13 @@ def model_rows(num: int) -> list[dict]:
             for nfe in FLAGS.nfes:
                 for scale in scales:
                     tic = time.time()
-                    results = wd.evaluate_checkpoint(
-                            workdir, sampler=sampler, nfe=int(nfe), num=num, cfg_scale=scale,
-                            classifier_workdir=FLAGS.classifier, options=OPTIONS, progress=True)
+                    config = evaluate_config.get_config()
+                    config.sampling.sampler, config.sampling.nfe = sampler, int(nfe)
+                    config.sampling.cfg_scale, config.num = scale, num
+                    config.metrics.update(kid_subsets=OPTIONS.kid_subsets,
+                                          kid_subset_size=OPTIONS.kid_subset_size, ndb_bins=OPTIONS.ndb_bins)
+                    results = evaluate_job.evaluate_checkpoint(workdir, config, classifier_workdir=FLAGS.classifier,
+                                                               progress=True)
                     name = f"{os.path.basename(os.path.normpath(workdir))} step {results['step']}"
                     name += "" if scale is None else f" cfg {scale:g}"
                     rows.append({"setting": name, **results, "seconds": time.time() - tic})
@@ -114,8 +121,9 @@ def model_rows(num: int) -> list[dict]:
 
 def main(argv):
     del argv
-    embedders = wd.build_embedders(wd.DEFAULT_EMBEDDERS, sample_rate=SR,
-                                   classifier_workdir=FLAGS.classifier)
+    config = evaluate_config.get_config()
+    embedders = evaluate_job.build_embedders(evaluate_job.embedder_names(config.embedders), config.embedder,
+                                             sample_rate=SR, classifier=load_classifier(FLAGS.classifier))
     rows = reference_rows(embedders, FLAGS.num) + model_rows(FLAGS.num)
     for row in rows:
         print(json.dumps({k: v for k, v in row.items() if k != "per_class_accuracy"}), flush=True)

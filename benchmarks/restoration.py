@@ -95,21 +95,24 @@ def gmm_rows() -> list[dict]:
 
 
 def audio_rows() -> list[dict]:
-    from diffjax.factory import build_dataset
-    from diffjax.restoration import evaluation
-    from diffjax.restoration.tasks import EVAL_TASKS, load_model
+    from diffjax import audio  # noqa: F401  (registers the audio datasets)
+    from diffjax.data import build_dataset
+    from diffjax.jobs.restore import load_waveform_model
+    from diffjax.restoration import evaluation, method_options
+    from diffjax.restoration.tasks import EVAL_TASKS
 
-    model = load_model(FLAGS.workdir)
-    dataset = dataclasses.replace(build_dataset(model.config).eval, crop_seconds=None)
+    loaded = load_waveform_model(FLAGS.workdir)
+    model, denoiser = loaded.model, loaded.model.denoiser(loaded.params)
+    dataset = dataclasses.replace(build_dataset(loaded.config.data).eval, crop_seconds=None)
     clean = dataset.batch(0, FLAGS.num_clips, seed=0)["x"]  # whole clips, cut per task (eval_length)
-    options = {m: {"data_std": float(model.config.precond.sigma_data)} for m in ("pigdm", "ddnm")}
+    options = {m: method_options(m, precond=model.precond) for m in ("pigdm", "ddnm")}  # data_std: sigma_data
     options["dps"] = options["blind_bwe"] = {"zeta": 1.0}
     tic = time.time()
     tasks = FLAGS.tasks or list(EVAL_TASKS)
     rows = []
     for label in [m for m in FLAGS.methods if m != "sdedit"]:
         method, extra = VARIANTS.get(label, (label, {}))
-        for r in evaluation.evaluate(model, clean, tasks=tasks, methods=[method], sampler=FLAGS.audio_sampler,
+        for r in evaluation.evaluate(model, denoiser, clean, tasks=tasks, methods=[method], sampler=FLAGS.audio_sampler,
                                      nfe=FLAGS.audio_nfe, options={method: {**options.get(method, {}), **extra}}):
             rows.append({**r, "method": label})
             print(json.dumps({"table": "audio", **rows[-1]}), flush=True)

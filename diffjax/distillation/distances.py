@@ -21,6 +21,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from diffjax.audio.metrics import multires_stft
 from diffjax.registry import Registry
 
 Array = jax.Array
@@ -76,8 +77,6 @@ class MultiResolutionSTFT:
     needs_waveform = True
 
     def __call__(self, x: Array, y: Array) -> Array:
-        from diffjax.audio.metrics import multires_stft
-
         if x.ndim != 3:
             raise ValueError(f"distance 'mrstft' needs waveforms [B, L, C], got shape {x.shape}")
         resolutions = tuple(tuple(int(v) for v in r) for r in self.resolutions)

@@ -83,7 +83,7 @@ class Fixed:
         return self.num_scales
 
     def target_decay(self, step: Array, total_steps: int):
-        return None  # the configured EMA half-life decides
+        return None  # the configured `distill.target_decay` decides
 
 
 @CURRICULA.register("ct")

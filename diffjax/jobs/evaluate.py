@@ -36,10 +36,9 @@ MISSING_CLASSIFIER = ("the 'classifier' embedder needs a trained classifier work
                       "experiments/train_classifier.py, or leave 'classifier' out of --config.embedders")
 
 
-def embedder_names(value: str | Sequence[str]) -> list[str]:
-    """`config.embedders` ('classifier,mel_stats' or a sequence) -> registered names, in order."""
-    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
-    return [n for n in names if n]
+def embedder_names(value: str) -> list[str]:
+    """`config.embedders` ('classifier,mel_stats,...') -> registered names, in order."""
+    return [n.strip() for n in value.split(",") if n.strip()]
 
 
 def build_embedders(names: Sequence[str], options: Mapping[str, Mapping], *, sample_rate: int,

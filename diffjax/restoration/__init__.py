@@ -4,7 +4,8 @@
     y = op.measure(x_clean, key)
     x = get_method("dps")(denoiser, op, y, sigmas[0] * noise, sigmas, key=key, sampler="heun")
 
-`OPERATORS` and `METHODS` list what is registered; see docs/restoration.md.
+`OPERATORS`, `METHODS` and `TASKS` (task -> operator) list what is registered, each entry with its
+metadata (`METHODS.meta("ddrm")`: NFE, requirements, defaults); see docs/restoration.md.
 """
 from diffjax.restoration.operators import (OPERATORS, SVD, AbstractLinearOperator,  # noqa: F401
                                            AbstractOperator, get_operator, svd_operator_names)
@@ -16,3 +17,4 @@ from diffjax.restoration.methods import (METHODS, applicable, get_method, method
 from diffjax.restoration import schedules  # noqa: F401,E402  (registers repaint, sdedit)
 from diffjax.restoration import blind  # noqa: F401,E402  (registers blind_bwe)
 from diffjax.restoration.longform import restore_long  # noqa: F401,E402
+from diffjax.restoration.tasks import EVAL_TASKS, TASKS, register_task, task_operator  # noqa: F401,E402

@@ -3,6 +3,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import sys
 import types
 
 import numpy as np
@@ -92,15 +93,17 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
         wd.evaluate_checkpoint(workdir, config, **kwargs)
 
 
-def test_cli_main(fake_workdir, trained_classifier, capsys):
+def test_cli_main(fake_workdir, trained_classifier, capsys, monkeypatch):
     workdir, _ = fake_workdir
+    argv = ["evaluate.py", f"--config={os.path.join(REPO, 'configs', 'evaluate.py')}:smoke",
+            f"--workdir={workdir}", "--config.embedders=classifier,mel_stats",
+            f"--classifier={trained_classifier[0]}", "--config.reference.split=eval"]
+    monkeypatch.setattr(sys, "argv", argv)  # config_flags registers the --config.* overrides from sys.argv
     spec = importlib.util.spec_from_file_location("evaluate_main",
                                                   os.path.join(REPO, "experiments", "evaluate.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.FLAGS(["evaluate.py", f"--config={os.path.join(REPO, 'configs', 'evaluate.py')}:smoke",
-                  f"--workdir={workdir}", "--config.embedders=classifier,mel_stats",
-                  f"--classifier={trained_classifier[0]}", "--config.reference.split=eval"])
+    module.FLAGS(argv)
     module.main([])
     out = capsys.readouterr().out
     assert "| step 200 |" in out and '"fd_classifier"' in out

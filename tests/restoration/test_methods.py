@@ -174,7 +174,8 @@ def test_nfe_accounting():
 def test_method_metadata_states_requirements_defaults_and_options():
     """What a method needs of an operator, its model-dependent defaults and its keys live at its
     registration; applicability is asked of the operator's capabilities, not its class."""
-    lowpass, clip = get_operator("butterworth", cutoff=1000.0, sample_rate=8000), get_operator("hard_clip", threshold=0.5)
+    lowpass = get_operator("butterworth", cutoff=1000.0, sample_rate=8000)
+    clip = get_operator("hard_clip", threshold=0.5)
     assert METHODS.meta("ddrm")["requires"] == ("svd",) and METHODS.meta("blind_bwe")["requires"] == ("lowpass",)
     assert applicable("ddrm", lowpass) and not applicable("ddrm", clip)
     assert applicable("blind_bwe", lowpass) and not applicable("blind_bwe", get_operator("identity"))

@@ -6,6 +6,9 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 JOBS = "diffjax.jobs"
+# Functions that import a module the USER names at run time (never a diffjax module): the
+# 'callable' embedder's `package.module:function`.
+USER_IMPORTS = {"import_callable"}
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -59,7 +62,8 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, int]]]:
                 for node in ast.walk(function):
                     if any(n.startswith("diffjax") for n in _imported_names(node, package)):
                         in_functions.append((name, node.lineno))
-                    if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+                    if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module"
+                            and function.name not in USER_IMPORTS):
                         in_functions.append((name, node.lineno))
     return edges, in_functions
 

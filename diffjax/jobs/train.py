@@ -126,16 +126,26 @@ def _check_finite(metrics, step: int, workdir: str) -> None:
             "optim.grad_clip.")
 
 
+def load_teacher(distill):
+    """The distillation teacher's workdir through the one loader, or None when the method needs none."""
+    workdir = distill.get("teacher_workdir", "")
+    if not distillation.needs_teacher(distill) or not workdir:
+        return None  # make_objective raises "distill.teacher_workdir is empty" when it needs one
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"distill.teacher_workdir={workdir!r} does not exist: train the teacher "
+                                "first (experiments/train.py --workdir ...)")
+    try:
+        return load(workdir, ema=int(distill.get("teacher_ema", 0)))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"distill.teacher_workdir={workdir!r} has no teacher checkpoint: {error}") from None
+
+
 def build_objective(config, model, dataset):
     """`(loss_fn, init_params, init_method_state, update_method_state)` of the config's method."""
     if "distill" not in config:
         loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
         return diffusion_loss_fn(model, loss), (lambda p: p), (lambda p: {}), None
-    teacher_workdir = config.distill.get("teacher_workdir")
-    teacher = load(teacher_workdir) if teacher_workdir else None
-    if teacher is not None:
-        distillation.check_compatible(teacher.config, config, teacher_workdir)
-    objective = distillation.make_objective(config.distill, model=model, teacher=teacher, dataset=dataset)
+    objective = distillation.make_objective(config, model=model, teacher=load_teacher(config.distill), dataset=dataset)
     return objective.loss_fn, objective.init_params, objective.init_method_state, objective.update_method_state
 
 

@@ -20,13 +20,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.tables import replace_block  # noqa: E402
-from diffjax import factory, generation  # noqa: E402
+from diffjax import audio, losses, toy  # noqa: E402,F401  (audio, toy: register their datasets)
+from diffjax.data import build_dataset  # noqa: E402
+from diffjax.jobs.generate import generate  # noqa: E402
+from diffjax.jobs.train import make_multi_step  # noqa: E402
+from diffjax.model import build_model, data_spec  # noqa: E402
 from diffjax.training import parallel  # noqa: E402
-from diffjax.training.loop import make_loss_fn, make_multi_step  # noqa: E402
+from diffjax.training.objective import diffusion_loss_fn  # noqa: E402
 from diffjax.training.state import TrainState, build_optimizer, ema_decay  # noqa: E402
 from diffjax.training.step import make_train_step  # noqa: E402
 
@@ -35,18 +38,15 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 def train_speed(config, steps: int) -> dict:
     mesh = parallel.make_mesh()
-    process = factory.build_process(config)
-    pc = factory.build_precond(config, process)
-    model = factory.build_model(config)
-    dataset = factory.build_dataset(config)
-    codec = generation.build_codec(config)
+    dataset = build_dataset(config.data)
+    model = build_model(config, data_spec(dataset))
     batch = dataset.batch(0, config.training.batch_size, seed=0)
-    example = codec.encode(jnp.asarray(batch["x"][:2]))
-    params = factory.init_params(model, example, jax.random.PRNGKey(0))
-    tx = build_optimizer(name=config.optim.name, **factory.kwargs_of(config.optim))
+    params = model.init(jax.random.PRNGKey(0))
+    tx = build_optimizer(**config.optim.to_dict())
     decays = [ema_decay(h, config.training.batch_size) for h in config.training.ema_halflife_examples]
     state = parallel.replicate(TrainState.create(params, tx, len(decays)), mesh)
-    loss_fn = make_loss_fn(model, pc, factory.build_loss(config, process, pc), codec=codec)
+    loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
+    loss_fn = diffusion_loss_fn(model, loss)
     step = parallel.jit_data_parallel(make_multi_step(make_train_step(loss_fn, decays), 1), mesh, stacked=True)
     stacked = parallel.shard_batch({k: np.asarray(v)[None] for k, v in batch.items() if k != "index"}, mesh,
                                    stacked=True)
@@ -63,15 +63,17 @@ def train_speed(config, steps: int) -> dict:
     n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
     return {"params": n_params, "batch": config.training.batch_size, "compile_s": compile_s,
             "steps_per_s": 1 / per_step, "examples_per_s": config.training.batch_size / per_step,
-            "_params": parallel.to_host(state.params), "_dataset": dataset}
+            "_params": parallel.to_host(state.params), "_model": model}
 
 
-def sampling_speed(config, params, dataset, sampler: str, nfe: int, num: int = 8) -> dict:
-    generation.generate(config, params, seeds=range(num), sampler=sampler, nfe=nfe, dataset=dataset)  # compile
+def sampling_speed(config, params, model, sampler: str, nfe: int, num: int = 8) -> dict:
+    run = lambda: generate(model, params, sampling_config=config.sampling, seeds=range(num),  # noqa: E731
+                           sampler=sampler, nfe=nfe)
+    run()  # compile
     tic = time.time()
-    out = generation.generate(config, params, seeds=range(num), sampler=sampler, nfe=nfe, dataset=dataset)
+    out = run()
     wall = time.time() - tic
-    seconds = num * out.audio.shape[1] / dataset.sample_rate
+    seconds = num * out.audio.shape[1] / model.spec.sample_rate
     return {"sampler": sampler, "nfe": out.nfe, "rtf": wall / seconds}
 
 
@@ -87,14 +89,14 @@ def main():
     for name in args.configs.split(","):
         config = importlib.import_module(f"configs.{name}").get_config()
         row = train_speed(config, args.steps)
-        params, dataset = row.pop("_params"), row.pop("_dataset")
+        params, model = row.pop("_params"), row.pop("_model")
         row = {"config": name, "model": f"{config.model.name}/{config.model.get('size', '')}",
                "device": device, **row}
         print(json.dumps(row), flush=True)
         train_rows.append(row)
         for spec in args.samplers.split(","):
             sampler, nfe = spec.split(":")
-            srow = {"config": name, **sampling_speed(config, params, dataset, sampler, int(nfe))}
+            srow = {"config": name, **sampling_speed(config, params, model, sampler, int(nfe))}
             print(json.dumps(srow), flush=True)
             sample_rows.append(srow)
     if not args.no_readme:

@@ -2,13 +2,8 @@
 
     python experiments/evaluate.py --config configs/evaluate.py --workdir runs/music \
         --classifier runs/classifier --config.sampling.sampler=heun --config.sampling.nfe=35
-    # while training runs: evaluate each new checkpoint as it appears, until the last one
-    python experiments/evaluate.py --config configs/evaluate.py --workdir runs/music \
-        --classifier runs/classifier --config.watch.enabled=True
-    # a local embedding model (e.g. VGGish/CLAP weights you have): fn(audio [B, L, C]) -> [B, D]
-    python experiments/evaluate.py --config configs/evaluate.py --workdir runs/music \
-        --config.embedders=mel_stats,callable --config.embedder.callable.fn=mypkg.vggish:embed \
-        --config.embedder.callable.name=vggish-local
+
+Watch mode and local embedding models: see configs/evaluate.py.
 
 Writes `<out>/<tag>/results.json` and `results.md` (a README-ready table row), and appends to
 `<out>/results.jsonl` (`<out>` defaults to `<workdir>/eval`). An interrupted evaluation resumes from

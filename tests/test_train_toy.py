@@ -1,6 +1,9 @@
-"""The toy run: a short training on the 2-D mixture recovers its modes; the NaN guard.
+"""The toy run: a short training on the 2-D mixture recovers its modes; the NaN guard; start-time
+validation.
 
 Resume (SIGKILL, SIGTERM) is tested in tests/training/test_resume_and_parallel.py."""
+import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -63,3 +66,42 @@ def test_nan_loss_stops_without_overwriting_the_good_checkpoint(tmp_path):
     after, step = loaded.params, loaded.step
     assert step == 4
     jax.tree.map(np.testing.assert_array_equal, good, after)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sampling.sampler", "eulr", "unknown sampler 'eulr'.*Did you mean 'euler'"),
+    ("sampling.grid", "karas", "unknown grid 'karas'"),
+    ("sampling.num_steps", 0, "num_steps"),
+    ("training.batch_size", 0, "training.batch_size must be >= 1"),
+])
+def test_bad_values_are_reported_before_training_starts(tmp_path, key, value, message):
+    """Issue 20, item 5: reported at start, not after training; nothing is written."""
+    config = _smoke(tmp_path)
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises((ValueError, KeyError), match=message):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_changed_model_config_is_refused_before_anything_is_written(tmp_path):
+    """Issue 20, item 2: another process and parameterisation on an existing workdir used to
+    resume silently; now refused, with config.json untouched."""
+    train_and_evaluate(_smoke(tmp_path), str(tmp_path))
+    before = (tmp_path / "config.json").read_text()
+    config = _smoke(tmp_path, num_steps=8)
+    config.sde.name, config.precond.name = "vp", "eps"
+    with pytest.raises(ValueError, match=r"changed: .*precond.name: 'edm' -> 'eps'.*sde.name: 'edm' -> 'vp'"):
+        train_and_evaluate(config, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == before
+    assert load(str(tmp_path)).step == 4
+
+
+def test_an_overflowing_update_is_never_saved(tmp_path):
+    """Issue 20, item 3: with lr 1e39 the loss of step 1 is finite but the updated parameters are
+    not; the guard checks the updated state, so no checkpoint holds a non-finite value."""
+    config = _smoke(tmp_path, num_steps=4, checkpoint_every=1, log_every=1)
+    config.optim.learning_rate, config.optim.warmup_steps, config.optim.grad_clip = 1e39, 0, 0.0
+    with pytest.raises(DivergenceError, match="NaN/Inf at step 1"):
+        train_and_evaluate(config, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")

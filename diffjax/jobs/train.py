@@ -22,11 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from diffjax import audio, distillation, losses, toy  # noqa: F401  (audio, toy: register their datasets)
+from diffjax import audio, distillation, losses, sampling, toy  # noqa: F401  (audio, toy: register datasets)
 from diffjax import data as data_lib
 from diffjax.jobs import train_eval
 from diffjax.jobs.workdir import checkpoint_dir, load, load_config, save_config, save_spec
 from diffjax.model import build_model, data_spec
+from diffjax.sampling import SAMPLERS
 from diffjax.training import checkpoint, parallel
 from diffjax.training.objective import diffusion_loss_fn
 from diffjax.training.state import TrainState, build_optimizer, ema_decay, learning_rate_schedule, num_params
@@ -111,7 +112,22 @@ def check_unchanged(workdir: str, config) -> None:
                          "Use a new --workdir (nothing was written).")
 
 
+def validate_sampling(sampling_config, model) -> None:
+    """Checks the sampler, grid, level count and grid options at start (not at the final
+    evaluation): unknown names list the valid ones; impossible values name the key."""
+    steps = sampling_config.num_steps
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"sampling.num_steps must be a positive integer, got {steps!r}")
+    options = dict(sampling_config.get("grid_options") or {})
+    sampling.validate_grid(sampling.grid_for_process(model.process, sampling_config.grid, int(steps), **options))
+    sampling.get_sampler(sampling_config.sampler)
+    if SAMPLERS.meta(sampling_config.sampler)["nfe"] is not None:
+        sampling.nfe(sampling_config.sampler, int(steps))
+
+
 def _check_steps(train, k: int) -> None:
+    if int(train.batch_size) < 1:
+        raise ValueError(f"training.batch_size must be >= 1, got {train.batch_size}")
     for every in ("log_every", "checkpoint_every", "num_steps"):
         if train[every] % k:
             raise ValueError(f"training.{every}={train[every]} must be a multiple of training.steps_per_dispatch={k}")
@@ -152,12 +168,13 @@ def build_objective(config, model, dataset):
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming if possible), then evaluates; returns final metrics."""
     train = config.training
-    mesh = parallel.make_mesh(train.get("num_devices") or None)
-    parallel.check_batch_size(train.batch_size, mesh)
     k = int(train.get("steps_per_dispatch", 1))
     _check_steps(train, k)
+    mesh = parallel.make_mesh(train.get("num_devices") or None)
+    parallel.check_batch_size(train.batch_size, mesh)
     dataset = data_lib.build_dataset(config.data)
     model = build_model(config, data_spec(dataset))
+    validate_sampling(config.sampling, model)
     loss_fn, init_params, init_method_state, update_method_state = build_objective(config, model, dataset)
     check_unchanged(workdir, config)
     if jax.process_index() == 0:

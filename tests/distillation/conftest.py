@@ -34,11 +34,15 @@ class TinyStudent:
         return make_denoiser(self.pc, flax_net_fn(self.model, params))
 
 
-def train(student, per_example, data, *, steps, batch=128, lr=2e-3, target_decay=None, seed=1):
+def train(student, per_example, data, *, steps, batch=128, lr=2e-3, target_decay=None, seed=1,
+          anneal: bool = False):
     """Adam on `per_example(params, target_params, x0, key, step) -> (loss [B], sigma [B])`, all steps in
     one `lax.scan`. `target_decay`: None keeps no target (the objective gets stop_gradient(params));
-    a float is the per-step EMA decay of the target network. Returns the final parameters."""
-    tx = optax.adam(lr)
+    a float is the per-step EMA decay of the target network. `anneal`: cosine decay of the learning
+    rate to 0 and global-norm clipping at 1 (what keeps consistency training stable once its
+    discretisation gets fine). Returns the final parameters."""
+    tx = (optax.chain(optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(lr, steps)))
+          if anneal else optax.adam(lr))
 
     @functools.partial(jax.jit, static_argnums=())
     def run(params):

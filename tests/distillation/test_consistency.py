@@ -121,15 +121,22 @@ def test_cd_on_a_mixture_lands_near_the_teacher_samples(mixture):
 
 def test_ict_without_a_teacher_learns_the_mixture(mixture):
     """Improved consistency training (no teacher): pseudo-Huber, log-normal pairs, 1/(gap) weighting,
-    N doubling from 11 to 1281, mu = 0. Measured (2000 steps, batch 256, lr 2e-3): 1-step error to
-    the exact teacher's ODE samples 0.16-0.23, energy distance 0.009-0.03 for 1 step and 0.02 for 2
-    steps (untrained 1.0, 0.7 and 0.4). Shorter runs are markedly worse (1200 steps: 0.5 and 0.15)."""
+    N doubling from 11 to 1281, mu = 0; 2000 steps, batch 256, Adam 2e-3 cosine-annealed to 0 with
+    global-norm clipping at 1.
+
+    Issue 20 (item 11): at a constant 2e-3 without clipping the run was unstable once N grew, not
+    just chaotic: over seeds 1-4 the final loss was 0.84-0.93 for three and 41 (peak 511) for one,
+    and 1-step errors 0.27-0.39 (0.62 inside the suite's 8-device process for seed 1). Annealed and
+    clipped, over seeds 1-6 with 8 fake devices: loss peak <= 1.04, 1-step error to the exact
+    teacher's ODE samples 0.14-0.19, energy distance 0.007-0.018 for 1 step and 0.005-0.009 for 2
+    (untrained 1.0, 0.7 and 0.4). The thresholds sit at twice the worst seed or more."""
     steps = 2000
     student = _student(0.71)
     loss = ConsistencyLoss(SIGMA_MIN, SIGMA_MAX, get_curriculum("ict"), steps, get_level_sampling("lognormal"),
                            get_distance("pseudo_huber"), weighting=get_pair_weighting("inverse_gap"))
-    params, losses = train(student, _objective(student, loss), mixture, steps=steps, batch=256)
+    params, losses = train(student, _objective(student, loss), mixture, steps=steps, batch=256, anneal=True)
     got = _evaluate(student, params, mixture.denoiser, mixture)
     print("mixture iCT:", got)
+    assert float(jnp.max(losses)) < 5.0  # no late blow-up
     assert got["err1"] < 0.4
     assert got["ed1"] < 0.08 and got["ed2"] < 0.06

@@ -31,7 +31,7 @@ from diffjax.sampling import SAMPLERS
 from diffjax.training import checkpoint, parallel
 from diffjax.training.objective import diffusion_loss_fn
 from diffjax.training.state import TrainState, build_optimizer, ema_decay, learning_rate_schedule, num_params
-from diffjax.training.step import make_train_step
+from diffjax.training.step import all_finite, make_train_step
 from diffjax.training.writer import MetricWriter
 
 log = logging.getLogger("diffjax")
@@ -188,7 +188,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]
     state = TrainState.create(params, tx, len(decays), init_method_state(params))
     manager = checkpoint.make_manager(checkpoint_dir(workdir), max_to_keep=train.keep_last, keep_every=train.keep_every)
-    restored = checkpoint.restore_latest(manager, state.checkpoint_items())
+    restored = checkpoint.restore_latest(manager, state.checkpoint_items(), accept=lambda items: bool(all_finite(items)))
     if restored is not None:
         state = state.replace_items(restored)
     state = parallel.replicate(state, mesh)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from typing import Any, Optional
@@ -19,6 +20,7 @@ import ml_collections
 from diffjax.model import DataSpec, DiffusionModel, build_model
 from diffjax.training import checkpoint
 
+log = logging.getLogger("diffjax")
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
 FORMAT_VERSION = 2  # 2: the model object (data spec in model.json, conditioning section, method_state)
@@ -63,9 +65,19 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     write_json_atomically(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
 
+REQUIRED_SECTIONS = ("sde", "precond", "model", "data", "training", "sampling")
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config saved by `save_config` (lists restored as tuples)."""
-    return ml_collections.ConfigDict(_tuples(_read_json(os.path.join(workdir, CONFIG_FILE), "the resolved config")))
+    """The config saved by `save_config` (lists restored as tuples); a hand-edited file that lost a
+    section is an error naming the file and the section."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    values = _tuples(_read_json(path, "the resolved config"))
+    missing = [s for s in REQUIRED_SECTIONS if s not in values]
+    if missing:
+        raise ValueError(f"{path} has no {missing} section(s): the file was edited or damaged. Restore it "
+                         "from the run that wrote it (it is the config the checkpoints were trained with).")
+    return ml_collections.ConfigDict(values)
 
 
 def save_spec(workdir: str, spec: DataSpec) -> None:
@@ -122,11 +134,23 @@ def load(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> Loaded:
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first "
                                 "(experiments/train.py --workdir ...)")
-    step = max(steps) if step is None else int(step)
-    if step not in steps:
+    if step is not None and int(step) not in steps:
         raise ValueError(f"no checkpoint at step {step} in {checkpoint_dir(workdir)}; steps: {sorted(steps)}")
     target = abstract_checkpoint(model, config)
     target = {"params": target["params"]} if ema < 0 else {"ema_params": target["ema_params"]}
-    items = checkpoint.restore_partial(manager, step, target)
-    params = items["params"] if ema < 0 else items["ema_params"][ema]
-    return Loaded(model=model, params=params, step=step, config=config)
+    candidates = [int(step)] if step is not None else sorted(steps, reverse=True)
+    problems = []
+    for candidate in candidates:
+        try:
+            items = checkpoint.restore_partial(manager, candidate, target)
+        except Exception as error:  # noqa: BLE001  (orbax raises many types for a damaged checkpoint)
+            problems.append(f"step {candidate}: {checkpoint.describe_error(error)}")
+            log.warning("checkpoint %s is unreadable", problems[-1])
+            continue
+        if problems:
+            log.warning("loaded checkpoint %d instead of the newer, unreadable %s", candidate, "; ".join(problems))
+        params = items["params"] if ema < 0 else items["ema_params"][ema]
+        return Loaded(model=model, params=params, step=candidate, config=config)
+    raise ValueError(f"cannot read the checkpoint(s) of {workdir}: {'; '.join(problems)}. If the weights' shapes "
+                     f"changed, {CONFIG_FILE} no longer matches them (restore the file); otherwise the checkpoint "
+                     f"is damaged: pass --step with another of {sorted(steps)}.")

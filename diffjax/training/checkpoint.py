@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
@@ -24,13 +24,34 @@ def save(manager: ocp.CheckpointManager, step: int, items: dict) -> None:
     manager.wait_until_finished()
 
 
-def restore_latest(manager: ocp.CheckpointManager, target: dict) -> Optional[dict]:
-    """Restores the latest checkpoint into the structure of `target`, or None if there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return None
+def describe_error(error: Exception) -> str:
+    """The first line of an error, with its type (orbax/TensorStore errors run to many lines)."""
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+
+
+def restore_latest(manager: ocp.CheckpointManager, target: dict, *,
+                   accept: Callable[[dict], bool] = lambda items: True) -> Optional[dict]:
+    """Restores the newest checkpoint that reads and that `accept`s (e.g. finite) into the
+    structure of `target`; each one skipped is logged with its step and reason. None if there is
+    no checkpoint; an error naming every step if none is usable."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    problems = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            items = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as error:  # noqa: BLE001  (orbax raises many types for a damaged checkpoint)
+            problems.append(f"step {step}: unreadable ({describe_error(error)})")
+        else:
+            if accept(items):
+                if problems:
+                    log.warning("resuming from checkpoint %d; skipped newer ones: %s", step, "; ".join(problems))
+                return items
+            problems.append(f"step {step}: rejected (non-finite values)")
+        log.warning("checkpoint %s", problems[-1])
+    if problems:
+        raise ValueError(f"no usable checkpoint in {manager.directory}: {'; '.join(problems)}. Delete the "
+                         "damaged step directories to start over, or train into a new workdir.")
+    return None
 
 
 def restore_partial(manager: ocp.CheckpointManager, step: int, target: dict) -> dict:

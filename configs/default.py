@@ -44,6 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.folder.eval_fraction = 0.05  # files hashed into the eval split, in (0, 1)
     config.data.folder.normalize = False  # peak-normalise each file
     config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)  # e.g. -50: skip silence
+    config.data.folder.follow_symlinks = False  # read links inside root (they may point outside it)
 
     # Representation the model works in (diffjax.audio.codecs): mel | waveform | complex_stft.
     # The quick start diffuses log-mel frames (Riffusion-style magnitude diffusion) and decodes

@@ -191,13 +191,14 @@ def _scan_file(path: str) -> dict:
             "peak": float(np.max(np.abs(x)))}
 
 
-def build_manifest(root: str, cache_dir: str | None = None) -> dict:
+def build_manifest(root: str, cache_dir: str | None = None, *, follow_symlinks: bool = False) -> dict:
     """Scans `root` recursively and caches the manifest as JSON in `cache_dir` (None: the same
     default as the synthesised data, `$XDG_CACHE_HOME/diffjax`, else `~/.cache/diffjax`).
 
     Entries are keyed by relative path, with (size, mtime) to detect changed files; only new or
     changed files are re-read on later calls. Unusable files are listed under 'skipped' with the
-    reason, and each is warned about (logger 'diffjax').
+    reason, and each is warned about (logger 'diffjax'). Symbolic links (files or folders) are
+    skipped unless `follow_symlinks`, so nothing outside `root` is read by default.
     """
     root = os.path.abspath(root)
     cache_dir = cache_dir or synth.default_cache_dir()
@@ -210,12 +211,15 @@ def build_manifest(root: str, cache_dir: str | None = None) -> dict:
         with open(path) as f:
             old = json.load(f)
     files, skipped = {}, {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
         dirnames.sort()
         for name in sorted(filenames):
             if not name.lower().endswith(io.AUDIO_EXTENSIONS):
                 continue
             full = os.path.join(dirpath, name)
+            if os.path.islink(full) and not follow_symlinks:
+                logger.warning("skipping %s: a symbolic link (set data.folder.follow_symlinks=True to read it)", full)
+                continue
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             st = os.stat(full)
             stamp = [st.st_size, st.st_mtime_ns]
@@ -264,6 +268,7 @@ class AudioFolder(AbstractDataset):
     silence_db: float | None = None  # e.g. -50: skip silent files, redraw silent crops
     eval_fraction: float = 0.05   # files hashed into the eval split, in (0, 1)
     labels_from_dirs: bool = False
+    follow_symlinks: bool = False  # read files and folders linked from inside root (may lead outside it)
     split: str = "train"
 
     def __post_init__(self):
@@ -290,7 +295,7 @@ class AudioFolder(AbstractDataset):
 
     @functools.cached_property
     def _manifest(self) -> dict:
-        m = build_manifest(self.root, self.cache_dir)
+        m = build_manifest(self.root, self.cache_dir, follow_symlinks=self.follow_symlinks)
         found = len(m["files"]) + len(m["skipped"])
         usable = {r: e for r, e in m["files"].items()
                   if self.silence_db is None or e["rms_db"] >= self.silence_db}

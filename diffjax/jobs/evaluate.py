@@ -132,7 +132,7 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
             raise ValueError(f"{run_dir} was evaluated with embedders {done.get('embedders')}, not "
                              f"{sorted(names)}: pass another --out to evaluate again")
         return done
-    dataset = data.build_dataset(loaded.config.data)
+    dataset = data.build_dataset(workdir_lib.data_section_for_reading(loaded.config))
     if dataset.sample_rate is None:
         raise ValueError(f"generation metrics are defined on audio; {workdir!r} models vector data "
                          "(its dataset has no sample rate)")

@@ -168,7 +168,7 @@ def evaluate_likelihood(workdir: str, config, *, step: Optional[int] = None, pro
         raise ValueError(f"need num_examples >= batch_size and batch_size divisible by the process count "
                          f"{jax.process_count()}; got {config.num_examples}, {config.batch_size}")
     loaded = workdir_lib.load(workdir, step=step, ema=config.ema)
-    dataset = split_of(data.build_dataset(loaded.config.data), config.split)
+    dataset = split_of(data.build_dataset(workdir_lib.data_section_for_reading(loaded.config)), config.split)
     batch_fn = make_batch_fn(loaded.model, options, elbo_samples=config.elbo_samples)
     sigma_min, sigma_max = loaded.model.process.sigma_range()
     out_dir = os.path.join(workdir, "likelihood")

@@ -101,6 +101,14 @@ def load_spec(workdir: str) -> DataSpec:
     return DataSpec.from_json(values["data"])
 
 
+def data_section_for_reading(config) -> dict:
+    """A loaded workdir's data section without its `cache_dir`: caches go where the user's
+    environment puts them ($XDG_CACHE_HOME/diffjax), never where a workdir's config.json says."""
+    section = config.data.to_dict()
+    section.pop("cache_dir", None)
+    return section
+
+
 @dataclasses.dataclass(frozen=True)
 class Loaded:
     """A trained model: the model object, its parameters, the checkpoint step and the config."""

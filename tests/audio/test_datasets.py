@@ -235,3 +235,34 @@ def test_audio_datasets_implement_the_interface(folder, tmp_path):
         assert b["mask"].shape == b["x"].shape[:-1] + (1,) and b["mask"].dtype == np.float32
         assert b["label"].shape == (4,) and b["label"].dtype == np.int32
     assert synth.example_shape == (4000, 2) and files.example_shape == (8000, 1)
+
+
+def test_file_links_out_of_the_root_are_not_followed_by_default(folder, tmp_path, caplog):
+    """Issue 20, item 8: a link inside the root to a file outside it is skipped (and said so)
+    unless `follow_symlinks`."""
+    import shutil
+
+    root = tmp_path / "linked"
+    shutil.copytree(folder, root)
+    outside = tmp_path / "outside.wav"
+    sf.write(str(outside), 0.5 * np.sin(np.arange(SR) / 5.0).astype(np.float32), SR)
+    os.symlink(outside, root / "keys" / "link.wav")
+    with caplog.at_level("WARNING", logger="diffjax"):
+        plain = build_dataset({"name": "folder", "root": str(root), "cache_dir": str(tmp_path / "c1")})
+    assert "link.wav: a symbolic link" in caplog.text
+    assert not any("link.wav" in f for f in plain._manifest["files"])
+    followed = build_dataset({"name": "folder", "root": str(root), "cache_dir": str(tmp_path / "c2"),
+                              "follow_symlinks": True})
+    assert "keys/link.wav" in followed._manifest["files"]
+
+
+def test_a_loaded_workdir_never_chooses_where_caches_are_written():
+    """Issue 20, item 8: a `data.cache_dir` in an untrusted config.json is dropped when a job
+    rebuilds the workdir's data."""
+    from configs import default
+    from diffjax.jobs.workdir import data_section_for_reading
+
+    config = default.get_config()
+    config.data.cache_dir = "/somewhere/else"
+    assert "cache_dir" not in data_section_for_reading(config)
+    assert data_section_for_reading(config)["name"] == config.data.name

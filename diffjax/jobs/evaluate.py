@@ -175,16 +175,19 @@ def watch_checkpoints(workdir: str, evaluate_step: Callable[[int], dict], *,
     evaluation loop). Stops after `last_step` is evaluated, or when no new checkpoint appeared
     for `timeout_seconds`. Returns {step: results}."""
     done: dict[int, dict] = {}
+    missed: list[int] = []
     deadline = clock() + timeout_seconds
     while True:
         new = [s for s in checkpoint_steps(workdir) if s not in done]
         for step in new:
             try:
                 done[step] = evaluate_step(step)
-            except FileNotFoundError as e:
+            except Exception as error:  # noqa: BLE001  (a checkpoint deleted mid-read fails in many ways)
                 if step in checkpoint_steps(workdir):
                     raise
-                log.warning("checkpoint %d was deleted (keep-last) before evaluation: %s", step, e)
+                missed.append(step)
+                log.warning("checkpoint %d was deleted (keep-last) while it was being evaluated: %s; missed so "
+                            "far: %s (raise training.keep_last or evaluate more often)", step, error, missed)
                 done[step] = {}
             deadline = clock() + timeout_seconds
         if last_step is not None and any(s >= last_step for s in done):

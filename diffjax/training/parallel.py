@@ -38,11 +38,23 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
     elif coordinator_address and num_processes and num_processes > 1:
         # CPU collectives across processes (only the CPU client reads this; GPU/TPU ignore it).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        disable_compilation_cache("multi-process CPU runs with Gloo collectives")
         jax.distributed.initialize(coordinator_address, num_processes, int(process_id))
     else:
         return
     log.info("distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def disable_compilation_cache(reason: str) -> None:
+    """Turns the persistent compilation cache off for this process, saying why (issue 20, item 10:
+    2 processes on one CPU machine with the cache failed 3 of 3 times with Gloo
+    DEADLINE_EXCEEDED after 30 s, and passed without it: a process that loads an executable from
+    the cache reaches the first collective long before one that compiles)."""
+    directory = jax.config.jax_compilation_cache_dir
+    if directory:
+        log.warning("persistent compilation cache %s disabled for %s", directory, reason)
+        jax.config.update("jax_compilation_cache_dir", None)
 
 
 def make_mesh(num_devices: Optional[int] = None, *, local: bool = False) -> Mesh:

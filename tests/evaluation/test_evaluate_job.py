@@ -156,3 +156,29 @@ def test_an_embedder_key_it_does_not_take_is_an_error():
     options.mel_stats.n_fftt = 512
     with pytest.raises(TypeError, match="n_fftt"):
         wd.build_embedders(["mel_stats"], options, sample_rate=8000)
+
+
+def test_watch_survives_a_checkpoint_deleted_while_it_is_read(tmp_path, caplog):
+    """Issue 20, item 6: keep-last deleted a checkpoint during its evaluation; orbax raised a
+    non-FileNotFoundError and watch mode crashed. Now the step is logged as missed and skipped."""
+    workdir = str(tmp_path)
+    ckpt = workdir_lib.checkpoint_dir(workdir)
+    for step in ("2", "4"):
+        os.makedirs(os.path.join(ckpt, step))
+
+    def evaluate(step):
+        if step == 2:
+            os.rmdir(os.path.join(ckpt, "2"))  # deleted by the trainer's keep-last mid-read
+            raise ValueError("cannot read the checkpoint(s)")
+        return {"step": step}
+
+    with caplog.at_level("WARNING", logger="diffjax"):
+        done = wd.watch_checkpoints(workdir, evaluate, last_step=4, sleep=lambda s: None)
+    assert done == {2: {}, 4: {"step": 4}}
+    assert "checkpoint 2 was deleted" in caplog.text and "missed so far: [2]" in caplog.text
+
+    def broken(step):  # a checkpoint that is still there but unreadable is an error, not a miss
+        raise ValueError("damaged")
+
+    with pytest.raises(ValueError, match="damaged"):
+        wd.watch_checkpoints(workdir, broken, last_step=4, sleep=lambda s: None)

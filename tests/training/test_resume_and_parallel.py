@@ -140,3 +140,18 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
 def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices; use a multiple of 8"):
         train_and_evaluate(_config(batch_size=12), str(tmp_path))
+
+
+def test_multi_process_cpu_runs_disable_the_persistent_cache_with_a_reason(caplog, tmp_path):
+    """Issue 20, item 10: the cache is turned off for Gloo runs, and the log says why."""
+    from diffjax.training import parallel
+
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    try:
+        with caplog.at_level("WARNING", logger="diffjax"):
+            parallel.disable_compilation_cache("multi-process CPU runs with Gloo collectives")
+        assert jax.config.jax_compilation_cache_dir is None
+        assert f"persistent compilation cache {tmp_path} disabled for multi-process CPU" in caplog.text
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -127,6 +127,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.training.num_steps = 3000  # the quick start: 8 min 35 s end to end on 2 CPU cores
     config.training.steps_per_dispatch = 1  # > 1 runs several steps in one lax.scan on device
     config.training.num_devices = 0  # 0: every device of every host
+    # Fine-tuning: start from this workdir's (EMA) weights instead of a fresh init, when the run's own
+    # workdir has no checkpoint yet; the model section must match. The process, parameterisation
+    # and loss may differ: that is the point of an explicit fine-tune.
+    config.training.init_from = ""
     config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
     config.training.log_every = 100
     config.training.checkpoint_every = 1000

@@ -105,3 +105,20 @@ def test_an_overflowing_update_is_never_saved(tmp_path):
     with pytest.raises(DivergenceError, match="NaN/Inf at step 1"):
         train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_fine_tuning_from_another_workdir_is_explicit(tmp_path):
+    """Issue 20, item 2: `training.init_from` starts from another workdir's EMA weights (here with
+    another process and parameterisation, and lr 0, so the weights must come through unchanged);
+    weights of another shape are refused by name."""
+    train_and_evaluate(_smoke(tmp_path), str(tmp_path / "base"))
+    config = _smoke(tmp_path, init_from=str(tmp_path / "base"))
+    config.sde.name, config.precond.name = "vp", "eps"
+    config.optim.learning_rate = 0.0
+    train_and_evaluate(config, str(tmp_path / "tuned"))
+    source = load(str(tmp_path / "base")).params
+    jax.tree.map(np.testing.assert_array_equal, source, load(str(tmp_path / "tuned"), ema=-1).params)
+    config = _smoke(tmp_path, init_from=str(tmp_path / "base"))
+    config.model.width = 16
+    with pytest.raises(ValueError, match="training.init_from=.*another shape"):
+        train_and_evaluate(config, str(tmp_path / "other"))

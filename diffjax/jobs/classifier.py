@@ -95,7 +95,7 @@ def train_classifier(config, workdir: str) -> dict:
 
 def load_classifier(workdir: str, *, step: Optional[int] = None) -> classifier_lib.Classifier:
     """The EMA weights of a classifier workdir (latest checkpoint unless `step`) with their network."""
-    config, spec = workdir_lib.load_config(workdir), workdir_lib.load_spec(workdir)
+    config, spec = workdir_lib.load_config(workdir, required=("classifier", "data", "training")), workdir_lib.load_spec(workdir)
     model = classifier_lib.build_classifier(config, spec)
     manager = checkpoint.make_manager(workdir_lib.checkpoint_dir(workdir))
     step = manager.latest_step() if step is None else int(step)

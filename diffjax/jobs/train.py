@@ -156,6 +156,18 @@ def load_teacher(distill):
         raise FileNotFoundError(f"distill.teacher_workdir={workdir!r} has no teacher checkpoint: {error}") from None
 
 
+def fine_tuning_start(source_workdir: str, params):
+    """The EMA weights of another workdir, to fine-tune from (`training.init_from`); they must have
+    this model's shapes. Used only when this workdir has no checkpoint yet (a resume wins)."""
+    source = load(source_workdir).params
+    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
+    if shapes(source) != shapes(params):
+        raise ValueError(f"training.init_from={source_workdir!r} holds weights of another shape than this "
+                         "config's model; fine-tune with the same model section")
+    log.info("fine-tuning from the EMA weights of %s", source_workdir)
+    return source
+
+
 def build_objective(config, model, dataset):
     """`(loss_fn, init_params, init_method_state, update_method_state)` of the config's method."""
     if "distill" not in config:
@@ -181,13 +193,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
         save_config(workdir, config)
         save_spec(workdir, model.spec)
     seed = config.seed
+    manager = checkpoint.make_manager(checkpoint_dir(workdir), max_to_keep=train.keep_last, keep_every=train.keep_every)
     params = init_params(model.init(jax.random.PRNGKey(seed)))
+    if train.get("init_from") and not manager.all_steps():
+        params = fine_tuning_start(train.init_from, params)
     tx = build_optimizer(name=config.optim.name, **{k_: v for k_, v in config.optim.items() if k_ != "name"})
     schedule = learning_rate_schedule(**{k_: v for k_, v in config.optim.items() if k_ in (
         "learning_rate", "warmup_steps", "decay", "decay_steps", "end_factor")})
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]
     state = TrainState.create(params, tx, len(decays), init_method_state(params))
-    manager = checkpoint.make_manager(checkpoint_dir(workdir), max_to_keep=train.keep_last, keep_every=train.keep_every)
     restored = checkpoint.restore_latest(manager, state.checkpoint_items(), accept=lambda items: bool(all_finite(items)))
     if restored is not None:
         state = state.replace_items(restored)

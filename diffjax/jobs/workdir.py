@@ -65,15 +65,15 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     write_json_atomically(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
 
-REQUIRED_SECTIONS = ("sde", "precond", "model", "data", "training", "sampling")
+DIFFUSION_SECTIONS = ("sde", "precond", "model", "data", "training", "sampling")  # a diffusion model's
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config saved by `save_config` (lists restored as tuples); a hand-edited file that lost a
-    section is an error naming the file and the section."""
+def load_config(workdir: str, *, required: tuple[str, ...] = DIFFUSION_SECTIONS) -> ml_collections.ConfigDict:
+    """The config saved by `save_config` (lists restored as tuples); a hand-edited file that lost
+    one of the `required` sections is an error naming the file and the section."""
     path = os.path.join(workdir, CONFIG_FILE)
     values = _tuples(_read_json(path, "the resolved config"))
-    missing = [s for s in REQUIRED_SECTIONS if s not in values]
+    missing = [s for s in required if s not in values]
     if missing:
         raise ValueError(f"{path} has no {missing} section(s): the file was edited or damaged. Restore it "
                          "from the run that wrote it (it is the config the checkpoints were trained with).")

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from benchmarks.tables import replace_block  # noqa: E402
 from diffjax import audio, losses, toy  # noqa: E402,F401  (audio, toy: register their datasets)
 from diffjax.data import build_dataset  # noqa: E402
-from diffjax.jobs.generate import generate  # noqa: E402
+from diffjax.jobs.generation import generate  # noqa: E402
 from diffjax.jobs.train import make_multi_step  # noqa: E402
 from diffjax.model import build_model, data_spec  # noqa: E402
 from diffjax.training import parallel  # noqa: E402

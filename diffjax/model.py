@@ -108,6 +108,12 @@ class DiffusionModel:
         """Every condition's null value for a batch (CFG's unconditional branch)."""
         return conditioners_lib.null_condition(self.conditioners, batch_size)
 
+    def encode_batch(self, batch: Mapping[str, Any]) -> tuple[Array, Optional[Array]]:
+        """A dataset batch -> `(x0 [B, ...] in model space, mask or None)`. The padding mask applies
+        only where the codec is the identity (a mask over samples means nothing over STFT frames)."""
+        mask = batch.get("mask")
+        return self.codec.encode(jnp.asarray(batch["x"])), (mask if self.codec.is_identity else None)
+
     def condition_of(self, batch: Mapping[str, Any]) -> dict:
         """The conditions in a dataset batch: its entries named after the model's conditioners."""
         missing = sorted(set(self.conditioners) - set(batch))

@@ -1,6 +1,5 @@
 """Guidance wrappers share one signature (`D(x, sigma, cond)` in, `D(x, sigma)` out) and match
 closed forms on Gaussian data (x64)."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

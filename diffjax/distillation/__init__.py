@@ -21,4 +21,4 @@ from diffjax.distillation.schedules import (CURRICULA, LEVEL_SAMPLINGS, PAIR_WEI
                                             halflife_for_decay, karras_level, nested_karras,
                                             pair_probabilities, sample_pairs)
 from diffjax.distillation.teacher import check_compatible, check_deterministic, solver_step  # noqa: F401
-from diffjax.distillation.train import KINDS, TARGETS, Objective, encode, make_objective, needs_teacher  # noqa: F401
+from diffjax.distillation.train import KINDS, TARGETS, Objective, make_objective, needs_teacher  # noqa: F401

@@ -105,11 +105,6 @@ def needs_teacher(distill) -> bool:
     return distill.get("kind", "") != "ct" and not distill.get("exact_teacher", False)
 
 
-def encode(model, batch: dict) -> jax.Array:
-    """A dataset batch -> the model-space data `x0 [B, ...]` (the codec's representation)."""
-    return model.codec.encode(jnp.asarray(batch["x"]))
-
-
 def _ema(target, params, decay):
     return jax.tree.map(lambda t, p: decay * t + (1.0 - decay) * p, target, params)
 
@@ -219,8 +214,8 @@ def make_objective(config, *, model, teacher=None, dataset=None) -> Objective:
     def loss_fn(params, batch, key, extra):
         theta_minus = (jax.lax.stop_gradient(params) if target == "online"
                        else extra["method_state"]["target"])
-        per_example, sigma = loss.per_example(student(params), student(theta_minus), encode(model, batch),
-                                              key, extra["step"])
+        x0, _ = model.encode_batch(batch)
+        per_example, sigma = loss.per_example(student(params), student(theta_minus), x0, key, extra["step"])
         return per_example, {"sigma": sigma}
 
     if target == "online":
@@ -258,8 +253,8 @@ def _progressive(config, model, student, teacher, initial, sigma_min, sigma_max)
         def round_teacher(x, sigma):  # the loaded teacher in round 0, the last round's student after
             return jax.lax.cond(round_index == 0, teacher, previous, x, sigma)
 
-        per_example, sigma = loss.per_example(student(params), round_teacher, encode(model, batch), key,
-                                              round_index)
+        x0, _ = model.encode_batch(batch)
+        per_example, sigma = loss.per_example(student(params), round_teacher, x0, key, round_index)
         return per_example, {"sigma": sigma}
 
     def update_method_state(method_state, params, step):

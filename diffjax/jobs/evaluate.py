@@ -27,7 +27,7 @@ from diffjax.evaluation.reference import reference_features
 from diffjax.evaluation.report import write_results
 from diffjax.evaluation.suite import MetricOptions, evaluate_generator
 from diffjax.jobs import classifier as classifier_job
-from diffjax.jobs.generate import generate
+from diffjax.jobs.generation import generate
 from diffjax.jobs import workdir as workdir_lib
 
 log = logging.getLogger("diffjax")
@@ -64,7 +64,7 @@ def build_embedders(names: Sequence[str], options: Mapping[str, Mapping], *, sam
 
 
 def make_generate_fn(loaded, *, batch_size: int = 100, **generate_kwargs) -> tuple[Callable, dict]:
-    """`generate_fn(seeds, labels=None) -> waveforms` over `jobs.generate.generate`, in batches
+    """`generate_fn(seeds, labels=None) -> waveforms` over `jobs.generation.generate`, in batches
     (labels become the condition `{'label': ...}`); the returned dict collects the 'nfe' and
     'num_steps' actually used."""
     info: dict = {}

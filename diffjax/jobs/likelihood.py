@@ -35,27 +35,15 @@ from diffjax.jobs import workdir as workdir_lib
 from diffjax.likelihood.elbo import elbo as ve_elbo
 from diffjax.likelihood.ode import LikelihoodOptions, check_result, solve_log_likelihood
 from diffjax.likelihood.units import QUANTISERS, bits_per_dim
-from diffjax.model import DiffusionModel, build_codec
+from diffjax.model import DiffusionModel
 
 RESULT_FIELDS = ("logp", "bits", "elbo", "elbo_bits")
 
 
-def require_identity_codec(codec, codec_name: str, task: str) -> None:
-    """Raises unless `codec.is_identity`: `task` is defined on the data itself, and only the identity
-    codec is a bijection whose Jacobian is known."""
-    if not codec.is_identity:
-        raise ValueError(f"{task} needs a model of the data itself, but this one works in the {codec_name!r} "
-                         "codec (not the identity, so not a bijection of the audio with a known Jacobian). "
-                         "Train one with configs/waveform.py: "
-                         "python experiments/train.py --config configs/waveform.py --workdir runs/waveform")
-
-
-def check_workdir_codec(workdir: str, task: str) -> None:
-    """`require_identity_codec` on a workdir's codec, before its checkpoint is read."""
-    config, spec = workdir_lib.load_config(workdir), workdir_lib.load_spec(workdir)
-    section = config.get("codec")
-    codec = build_codec(section, spec.sample_rate)
-    require_identity_codec(codec, "waveform" if section is None else section.get("name"), task)
+def require_data_model(config, model: DiffusionModel) -> None:
+    """An exact likelihood is defined on the data itself: only the identity codec is a bijection
+    whose Jacobian is known (vector data are fine)."""
+    workdir_lib.require_identity_codec(config, model, "an exact likelihood", audio=False)
 
 
 def quantiser_of(section):
@@ -160,14 +148,13 @@ def gather_hosts(values: np.ndarray) -> np.ndarray:
 def evaluate_likelihood(workdir: str, config, *, step: Optional[int] = None, progress: bool = True) -> dict:
     """Evaluates checkpoint `step` (default the latest) of `workdir` with the settings `config`
     (configs/likelihood.py); returns the summary and writes it to `<workdir>/likelihood/<name>.json`."""
-    check_workdir_codec(workdir, "an exact likelihood")
     options = LikelihoodOptions(**config.likelihood)
     quantiser = quantiser_of(config.quantiser)
     num_batches = config.num_examples // config.batch_size
     if num_batches < 1 or config.batch_size % jax.process_count():
         raise ValueError(f"need num_examples >= batch_size and batch_size divisible by the process count "
                          f"{jax.process_count()}; got {config.num_examples}, {config.batch_size}")
-    loaded = workdir_lib.load(workdir, step=step, ema=config.ema)
+    loaded = workdir_lib.load(workdir, step=step, ema=config.ema, check=require_data_model)
     dataset = split_of(data.build_dataset(workdir_lib.data_section_for_reading(loaded.config)), config.split)
     batch_fn = make_batch_fn(loaded.model, options, elbo_samples=config.elbo_samples)
     sigma_min, sigma_max = loaded.model.process.sigma_range()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +21,7 @@ from diffjax import sampling
 from diffjax.audio import io
 from diffjax.jobs import files
 from diffjax.jobs import workdir as workdir_lib
-from diffjax.model import DiffusionModel, build_model
+from diffjax.model import DiffusionModel
 from diffjax.registry import accepted_parameters
 from diffjax.restoration import evaluation
 from diffjax.restoration.methods import METHODS, method_options
@@ -40,19 +40,14 @@ _TASK_CONTEXT = frozenset({"sample_rate", "noise_sigma", "reference", "degraded"
 # --------------------------------------------------------------------------------------
 
 
-def require_waveform_model(model: DiffusionModel) -> None:
-    """Refuses a model whose codec is not the identity: restoration operators act on waveforms."""
-    if not model.codec.is_identity or not model.spec.is_audio or len(model.spec.shape) != 2:
-        raise ValueError(f"restoration needs a waveform model (identity codec on audio [L, C]); this one has "
-                         f"the codec {type(model.codec).__name__} on data of shape {model.spec.shape}. Train "
-                         "one with configs/waveform.py (python experiments/train.py --config "
-                         "configs/waveform.py --workdir W)")
+def require_waveform_model(config, model: DiffusionModel) -> None:
+    """Restoration operators act on waveforms `[L, C]`: the model must work on them."""
+    workdir_lib.require_identity_codec(config, model, "restoration", audio=True)
 
 
 def load_waveform_model(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> workdir_lib.Loaded:
     """The model of `workdir` and its weights; a non-waveform model is refused before they load."""
-    require_waveform_model(build_model(workdir_lib.load_config(workdir), workdir_lib.load_spec(workdir)))
-    return workdir_lib.load(workdir, step=step, ema=ema)
+    return workdir_lib.load(workdir, step=step, ema=ema, check=require_waveform_model)
 
 
 # --------------------------------------------------------------------------------------
@@ -201,7 +196,7 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
     returns the run's info."""
     check_config(config)
     model = loaded.model
-    require_waveform_model(model)
+    require_waveform_model(loaded.config, model)
     task, params = task_params(config.task)
     method = config.method.name
     options = model_options(config, method, model)
@@ -270,7 +265,7 @@ def evaluate_with(loaded, config, *, reference_dir: str, table: str, overwrite: 
     method, prints the table and writes it (and its rows as JSON lines)."""
     check_config(config)
     model = loaded.model
-    require_waveform_model(model)
+    require_waveform_model(loaded.config, model)
     tasks = evaluation_names(config.evaluation.tasks) or list(EVAL_TASKS)
     methods = evaluation_names(config.evaluation.methods) or [config.method.name]
     paths = table_paths(table)

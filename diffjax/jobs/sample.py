@@ -11,7 +11,7 @@ import numpy as np
 
 from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
-from diffjax.jobs.generate import generate
+from diffjax.jobs.generation import generate
 from diffjax.jobs.workdir import load, write_json_atomically
 from diffjax.model import DataSpec
 

@@ -197,7 +197,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     params = init_params(model.init(jax.random.PRNGKey(seed)))
     if train.get("init_from") and not manager.all_steps():
         params = fine_tuning_start(train.init_from, params)
-    tx = build_optimizer(name=config.optim.name, **{k_: v for k_, v in config.optim.items() if k_ != "name"})
+    tx = build_optimizer(**config.optim.to_dict())
     schedule = learning_rate_schedule(**{k_: v for k_, v in config.optim.items() if k_ in (
         "learning_rate", "warmup_steps", "decay", "decay_steps", "end_factor")})
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]

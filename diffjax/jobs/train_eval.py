@@ -12,7 +12,7 @@ from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder
 from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness
-from diffjax.jobs.generate import generate
+from diffjax.jobs.generation import generate
 from diffjax.jobs.workdir import write_json_atomically
 
 matplotlib.use("Agg")

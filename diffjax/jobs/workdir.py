@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from diffjax.model import DataSpec, DiffusionModel, build_model
@@ -119,21 +117,33 @@ class Loaded:
     config: ml_collections.ConfigDict
 
 
-def abstract_checkpoint(model: DiffusionModel, config, *, tx=None) -> dict:
-    """Shapes and dtypes of a checkpoint of `model` (no allocation); with the optimiser's when `tx`."""
+def abstract_weights(model: DiffusionModel, num_emas: int) -> dict:
+    """Shapes and dtypes of a checkpoint's weights (raw and EMAs), on this host's first device;
+    no allocation."""
     params = model.abstract_params()
-    items = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
-             "ema_params": tuple(params for _ in config.training.ema_halflife_examples)}
-    if tx is not None:
-        items["opt_state"] = jax.eval_shape(tx.init, params)
-    return checkpoint.on_first_local_device(items)
+    return checkpoint.on_first_local_device({"params": params, "ema_params": tuple(params for _ in range(num_emas))})
 
 
-def load(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> Loaded:
+def require_identity_codec(config, model: DiffusionModel, task: str, *, audio: bool) -> None:
+    """Raises unless the model works on the data itself (the identity codec; with `audio`, on
+    waveforms `[L, C]`): `task` (restoration operators, exact likelihoods) is defined there."""
+    if model.codec.is_identity and (not audio or (model.spec.is_audio and len(model.spec.shape) == 2)):
+        return
+    codec = config.get("codec", {}).get("name", "waveform")
+    raise ValueError(f"{task} needs a waveform model (the identity codec on the data), but this one works in "
+                     f"the {codec!r} codec on data of shape {model.spec.shape}. Train one with configs/waveform.py: "
+                     "python experiments/train.py --config configs/waveform.py --workdir runs/waveform")
+
+
+def load(workdir: str, *, step: Optional[int] = None, ema: int = 0,
+         check: Optional[Callable[[ml_collections.ConfigDict, DiffusionModel], None]] = None) -> Loaded:
     """The model object of `workdir` and the weights of checkpoint `step` (default the latest):
-    EMA number `ema` (`config.training.ema_halflife_examples` order), or the raw weights (-1)."""
+    EMA number `ema` (`config.training.ema_halflife_examples` order), or the raw weights (-1).
+    `check(config, model)` runs before any weight is read (e.g. `require_identity_codec`)."""
     config = load_config(workdir)
     model = build_model(config, load_spec(workdir))
+    if check is not None:
+        check(config, model)
     num_emas = len(config.training.ema_halflife_examples)
     if not -1 <= ema < num_emas:
         raise ValueError(f"ema={ema}: this workdir has {num_emas} EMAs (0..{num_emas - 1}); -1 for the raw weights")
@@ -144,7 +154,7 @@ def load(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> Loaded:
                                 "(experiments/train.py --workdir ...)")
     if step is not None and int(step) not in steps:
         raise ValueError(f"no checkpoint at step {step} in {checkpoint_dir(workdir)}; steps: {sorted(steps)}")
-    target = abstract_checkpoint(model, config)
+    target = abstract_weights(model, num_emas)
     target = {"params": target["params"]} if ema < 0 else {"ema_params": target["ema_params"]}
     candidates = [int(step)] if step is not None else sorted(steps, reverse=True)
     problems = []

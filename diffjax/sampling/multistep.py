@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from diffjax.sampling.loop import check_concrete_range, denoise_final, run
 from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
-from diffjax.sampling.steps import dpmpp_update, exp_integrator_weights, log_step
+from diffjax.sampling.steps import dpmpp_update
 from diffjax.sampling.ode import log_midpoint
 
 

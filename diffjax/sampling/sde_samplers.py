@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from diffjax.registry import Registry
-from diffjax.sampling.loop import check_concrete_range, denoise_final, run
+from diffjax.sampling.loop import denoise_final, run
 from diffjax.sampling.samplers import SAMPLERS, one_per_level, stages_per_level
 from diffjax.sampling.steps import (ancestral_sigmas, churn, churn_gamma, euler_step,
                                     per_example_norm, to_d)

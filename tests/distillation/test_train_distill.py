@@ -14,7 +14,7 @@ import pytest
 from configs import distill_cd, distill_ct, distill_progressive, toy_gmm
 from diffjax import distillation, toy  # noqa: F401  (toy: registers the toy datasets)
 from diffjax.data import build_dataset
-from diffjax.jobs.generate import generate
+from diffjax.jobs.generation import generate
 from diffjax.jobs.train import train_and_evaluate
 from diffjax.jobs.workdir import CONFIG_FILE, MODEL_FILE, checkpoint_dir, load
 from diffjax.model import build_model, data_spec

@@ -97,11 +97,11 @@ def gmm_rows() -> list[dict]:
 def audio_rows() -> list[dict]:
     from diffjax import audio  # noqa: F401  (registers the audio datasets)
     from diffjax.data import build_dataset
-    from diffjax.jobs.restore import load_waveform_model
+    from diffjax.jobs.restore import load_restorable_model
     from diffjax.restoration import evaluation, method_options
     from diffjax.restoration.tasks import EVAL_TASKS
 
-    loaded = load_waveform_model(FLAGS.workdir)
+    loaded = load_restorable_model(FLAGS.workdir)
     model, denoiser = loaded.model, loaded.model.denoiser(loaded.params)
     dataset = dataclasses.replace(build_dataset(loaded.config.data).eval, crop_seconds=None)
     clean = dataset.batch(0, FLAGS.num_clips, seed=0)["x"]  # whole clips, cut per task (eval_length)

@@ -46,7 +46,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)  # e.g. -50: skip silence
     config.data.folder.follow_symlinks = False  # read links inside root (they may point outside it)
 
-    # Representation the model works in (diffjax.audio.codecs): mel | waveform | complex_stft.
+    # Representation the model works in (diffjax.audio.codecs): mel | waveform | complex_stft | latent.
     # The quick start diffuses log-mel frames (Riffusion-style magnitude diffusion) and decodes
     # them by NNLS + Griffin-Lim: on 2 CPU cores its samples are pitched within 10 minutes, which
     # no waveform or complex-STFT variant we measured was (README, "What the quick start gives").
@@ -69,6 +69,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.codec.complex_stft.alpha = 0.5  # |c|^alpha compression
     config.codec.complex_stft.beta = 1.0
     config.codec.complex_stft.layout = "tf"  # tf: [B, T, F, 2C] (UNet2D) | frames: [B, T, F * 2C]
+    # The latent space of an autoencoder trained by the project (configs/autoencoder.py,
+    # configs/latent.py): z [B, ceil(L / hop), D]; the training data is encoded once into a cache
+    # keyed by the autoencoder's weights (training.pre_encode_passes crops per clip).
+    config.codec.latent = ml_collections.ConfigDict()
+    config.codec.latent.workdir = ""  # the autoencoder's workdir (required for 'latent')
 
     # Forward process: ve | vp | subvp | edm | cosine | flow (diffjax.sde.SDES), with paper defaults.
     config.sde = ml_collections.ConfigDict()
@@ -97,7 +102,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Network: `name` in diffjax.models.MODELS; other keys are its kwargs (a conditioner supplies
     # what it needs, e.g. label's num_classes).
     config.model = ml_collections.ConfigDict()
-    config.model.name = "unet1d"  # unet1d | diffwave | unet2d | mlp
+    config.model.name = "unet1d"  # unet1d | diffwave | unet2d | mlp | dit
     config.model.size = "small"  # tiny (tests) | small (CPU quick start) | base (papers)
     config.model.dtype = "float32"  # compute dtype; bfloat16 keeps float32 parameters
     # Overrides of the size preset (any field of the model; smoke sizes drop them). The quick start:
@@ -125,12 +130,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 16  # global batch, divisible by the number of devices
     config.training.num_steps = 3000  # the quick start: 8 min 35 s end to end on 2 CPU cores
+    # Wall-clock budget: training stops (saves, then evaluates) once this many minutes have passed
+    # since the job started, compile included, so the quick start ends in time on a slower machine;
+    # 0: off. Rerunning with a larger budget resumes from the checkpoint.
+    config.training.max_minutes = 0.0
     config.training.steps_per_dispatch = 1  # > 1 runs several steps in one lax.scan on device
     config.training.num_devices = 0  # 0: every device of every host
     # Fine-tuning: start from this workdir's (EMA) weights instead of a fresh init, when the run's own
     # workdir has no checkpoint yet; the model section must match. The process, parameterisation
     # and loss may differ: that is the point of an explicit fine-tune.
     config.training.init_from = ""
+    config.training.pre_encode_passes = 1  # 'latent' codec: encoded crops of each training example
     config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
     config.training.log_every = 100
     config.training.checkpoint_every = 1000

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from diffjax import autoencoder
 from diffjax import conditioners as conditioners_lib
 from diffjax import models, precond, sde
 from diffjax.audio.codecs import CODECS, AbstractCodec
@@ -111,6 +112,8 @@ class DiffusionModel:
     def encode_batch(self, batch: Mapping[str, Any]) -> tuple[Array, Optional[Array]]:
         """A dataset batch -> `(x0 [B, ...] in model space, mask or None)`. The padding mask applies
         only where the codec is the identity (a mask over samples means nothing over STFT frames)."""
+        if "z" in batch:  # pre-encoded (a codec with `encode_once`: the latent cache)
+            return jnp.asarray(batch["z"]), None
         mask = batch.get("mask")
         return self.codec.encode(jnp.asarray(batch["x"])), (mask if self.codec.is_identity else None)
 
@@ -136,16 +139,20 @@ class DiffusionModel:
         return lambda x, sigma: conditional(x, sigma, cond)
 
 
-def build_codec(section: Optional[Mapping], sample_rate: Optional[int]) -> AbstractCodec:
-    """`config.codec` (absent: the identity 'waveform' codec); the data's rate where a codec takes one."""
+def build_codec(section: Optional[Mapping], sample_rate: Optional[int], **context: Any) -> AbstractCodec:
+    """`config.codec` (absent: the identity 'waveform' codec); the data's rate where a codec takes
+    one, and `context` (the 'latent' codec's loaded autoencoder, supplied by the jobs layer)."""
     if section is None:
         return CODECS.build({"name": "waveform"})
-    context = {} if sample_rate is None else {"sample_rate": int(sample_rate)}
+    if sample_rate is not None:
+        context["sample_rate"] = int(sample_rate)
     return CODECS.build(section, **context)
 
 
-def build_model(config, spec: DataSpec) -> DiffusionModel:
-    """The model of `config` (sections sde, precond, model, codec, conditioning) for data `spec`."""
+def build_model(config, spec: DataSpec, *, codec_context: Optional[Mapping] = None) -> DiffusionModel:
+    """The model of `config` (sections sde, precond, model, codec, conditioning) for data `spec`.
+    `codec_context`: what a codec needs beyond its config (the 'latent' codec: `autoencoder` and
+    `autoencoder_params`, loaded by `diffjax.jobs.workdir.codec_context`)."""
     process = sde.SDES.build(config.sde)
     pc = precond.PRECONDS.build(config.precond, process=process)
     conditioners = conditioners_lib.build_conditioners(config.get("conditioning"), num_classes=spec.num_classes)
@@ -153,6 +160,52 @@ def build_model(config, spec: DataSpec) -> DiffusionModel:
     for conditioner in conditioners.values():
         network_kwargs.update(conditioner.network_kwargs())
     network = models.MODELS.build(config.model, **network_kwargs)
-    codec = build_codec(config.get("codec"), spec.sample_rate)
+    codec = build_codec(config.get("codec"), spec.sample_rate, **dict(codec_context or {}))
     return DiffusionModel(process=process, precond=pc, network=network, codec=codec,
                           conditioners=conditioners, spec=spec)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AutoencoderModel:
+    """An audio autoencoder (`diffjax.autoencoder`): the latent space a latent diffusion model works
+    in. Immutable; holds no weights.
+
+    Attributes:
+      network: the flax `AudioAutoencoder` (encoder, bottleneck, decoder).
+      spec: what one data example is (`DataSpec`): its sample rate and channels must match the
+        diffusion data it later encodes.
+    """
+
+    network: Any
+    spec: DataSpec
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame."""
+        return int(self.network.hop)
+
+    def init(self, key: Array) -> Any:
+        example = jnp.zeros((1,) + self.spec.shape, jnp.float32)
+        return jax.jit(self.network.init)(key, example, key)["params"]
+
+    def abstract_params(self) -> Any:
+        return jax.eval_shape(self.init, jax.random.PRNGKey(0))
+
+    def encode(self, params: Any, audio: Array) -> Array:
+        """audio [B, L, C] -> latents [B, ceil(L / hop), D]: the posterior mean (Rombach et al. 2022
+        encode once and diffuse the mean's neighbourhood; the VAE's std is small after training)."""
+        mean, _ = self.network.apply({"params": params}, audio, method="encode_moments")
+        return mean
+
+    def decode(self, params: Any, z: Array, length: Optional[int] = None) -> Array:
+        """latents [B, T, D] -> audio [B, length, C] (default T * hop)."""
+        audio = self.network.apply({"params": params}, z, method="decode")
+        return audio if length is None else audio[:, :length]
+
+
+def build_autoencoder_model(config, spec: DataSpec) -> AutoencoderModel:
+    """The autoencoder of `config.autoencoder` (name, size preset, overrides) for data `spec`."""
+    if not spec.is_audio or len(spec.shape) != 2:
+        raise ValueError(f"an audio autoencoder needs audio data [L, C]; this dataset's examples are {spec.shape}")
+    network = autoencoder.AUTOENCODERS.build(config.autoencoder, io_channels=int(spec.shape[1]))
+    return AutoencoderModel(network=network, spec=spec)

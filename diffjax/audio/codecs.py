@@ -14,7 +14,7 @@ A codec is a frozen dataclass implementing `AbstractCodec`:
 - 'mel': log-mel spectrogram (log(max(mel, floor)) - offset) / scale, [B, T, n_mels, C] or
   frames [B, T, n_mels * C], with librosa's (Slaney) mel filter bank: conditioning, metrics, and a
   magnitude-domain generative representation whose `decode` is approximate (NNLS to linear
-  magnitude, then Griffin-Lim phase retrieval, on the host).
+  magnitude, then fast Griffin-Lim phase retrieval, both in jnp).
 
 STFT framing is centred (n_fft // 2 zeros each side), periodic Hann window; the inverse is
 windowed overlap-add divided by the summed squared window (Griffin & Lim 1984, eq. 6), which is
@@ -121,10 +121,13 @@ class AbstractCodec(abc.ABC):
       is_identity: `encode` returns the waveform itself (z = audio [B, L, C]).
       decode_is_differentiable: `jax.grad` flows through `decode` (it is jnp, not a host callback),
         so posterior samplers such as DPS can differentiate a waveform-domain loss through it.
+      encode_once (default False): `encode` is a trained network, so the training data is encoded
+        once into a cache (`diffjax.jobs.latents`) and batches carry 'z' instead of 'x'.
     """
 
     is_identity: ClassVar[bool]
     decode_is_differentiable: ClassVar[bool]
+    encode_once: ClassVar[bool] = False  # a costly encoder: training reads a pre-encoded cache
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -225,6 +228,83 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
                                fmax=fmax).T.astype(np.float32)
 
 
+# ---------------------------------------------------------------------------------------------
+# Magnitude inversion in jnp: NNLS and fast Griffin-Lim
+# ---------------------------------------------------------------------------------------------
+
+def nnls(a: np.ndarray, b: jax.Array, *, iters: int) -> jax.Array:
+    """Non-negative least squares, argmin_{x >= 0} 1/2 ||a x - b||^2 for each row of b, by FISTA.
+
+    Accelerated projected gradient (Beck & Teboulle 2009, FISTA with constant step, sec. 4; the
+    proximal step of the constraint x >= 0 is the projection max(0, .)), step 1/L with
+    L = ||a||_2^2 the Lipschitz constant of the gradient a^T (a x - b):
+        x_k     = max(0, y_k - a^T (a y_k - b) / L)
+        t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2
+        y_{k+1} = x_k + (t_k - 1) / t_{k+1} (x_k - x_{k-1})
+    from x_0 = y_1 = max(0, a^+ b) (the pseudo-inverse clipped at 0, librosa.util.nnls's start),
+    t_1 = 1, for `iters` steps. Objective error decays as O(1 / k^2) (Beck & Teboulle, thm. 4.4).
+
+    Args:
+        a: [M, N] the (constant) basis, e.g. a mel filter bank.
+        b: [..., M] targets.
+        iters: number of FISTA steps (0 returns the clipped pseudo-inverse).
+
+    Returns:
+        x [..., N], x >= 0.
+    """
+    a64 = np.asarray(a, np.float64)
+    u, s, vt = np.linalg.svd(a64, full_matrices=False)  # one SVD gives a^+ and ||a||_2
+    lipschitz = float(s[0] ** 2)
+    s_inv = np.where(s > s[0] * max(a64.shape) * np.finfo(np.float64).eps, 1.0 / s, 0.0)
+    pinv_t = (u * s_inv) @ vt                             # (a^+)^T [M, N], as np.linalg.pinv
+    at = jnp.asarray(a64.T, b.dtype)                      # [N, M]
+    a = jnp.asarray(a64, b.dtype)                         # [M, N]
+    x0 = jnp.maximum(b @ jnp.asarray(pinv_t, b.dtype), 0.0)  # [..., N]
+
+    def step(_, carry):
+        x, y, t = carry
+        x_next = jnp.maximum(y - ((y @ at - b) @ a) / lipschitz, 0.0)
+        t_next = (1.0 + jnp.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        return x_next, x_next + ((t - 1.0) / t_next) * (x_next - x), t_next
+
+    x, _, _ = jax.lax.fori_loop(0, iters, step, (x0, x0, jnp.ones((), b.dtype)))
+    return x
+
+
+def griffin_lim(magnitude: jax.Array, phase: jax.Array, *, n_fft: int, hop: int, length: int,
+                iters: int, momentum: float = 0.99) -> jax.Array:
+    """Fast Griffin-Lim phase retrieval: magnitude [B, T, F, C] -> audio [B, length, C].
+
+    Griffin & Lim 1984 alternate the projection onto consistent spectrograms,
+    P_1(c) = stft(istft(c)) (unnormalised, centred, periodic Hann; see `stft`), and onto the
+    target magnitude S, P_2(c) = S c / |c|. The fast variant (Perraudin, Balazs & Sondergaard
+    2013, Algorithm 2) adds momentum alpha; in librosa.griffinlim's form, which this matches
+    step for step:
+        r_n = P_1(c_{n-1}),   c_n = P_2(r_n - alpha / (1 + alpha) r_{n-1})   (r_0 = 0)
+    from c_0 = S e^{i phase}, for `iters` steps; returns istft(c_iters).
+
+    Args:
+        magnitude: [B, T, F, C] target magnitude, F = n_fft // 2 + 1.
+        phase: initial phase in radians, broadcastable to `magnitude` (e.g. [T, F, C]).
+        n_fft, hop: the STFT's frame and hop.
+        length: samples of the returned audio.
+        iters: Griffin-Lim iterations.
+        momentum: alpha (0: plain Griffin-Lim; 0.99, librosa's and Perraudin et al.'s choice).
+    """
+    tiny = np.finfo(np.float32).tiny
+    rebuild = functools.partial(istft, n_fft=n_fft, hop=hop, length=length, normalized=False)
+
+    def step(_, carry):
+        angles, previous = carry
+        rebuilt = stft(rebuild(angles), n_fft=n_fft, hop=hop, normalized=False)
+        proposal = rebuilt - (momentum / (1.0 + momentum)) * previous
+        return magnitude * proposal / (jnp.abs(proposal) + tiny), rebuilt
+
+    angles = magnitude * jnp.exp(1j * jnp.broadcast_to(phase, magnitude.shape))
+    angles, _ = jax.lax.fori_loop(0, iters, step, (angles, jnp.zeros_like(angles)))
+    return rebuild(angles)
+
+
 @CODECS.register("mel")
 @dataclasses.dataclass(frozen=True)
 class LogMel(AbstractCodec):
@@ -239,12 +319,13 @@ class LogMel(AbstractCodec):
     DiffWave at 16 kHz (conditioning and metrics).
 
     As a generative representation (Riffusion-style magnitude diffusion) `decode` inverts it
-    approximately: non-negative least squares from mel to linear magnitude
-    (`librosa.feature.inverse.mel_to_stft`), then Griffin-Lim phase retrieval (Griffin & Lim
-    1984; `librosa.griffinlim` with momentum, Perraudin et al. 2013) for `griffin_lim_iters`
-    iterations from a fixed random phase. It runs on the host (a `jax.pure_callback`), so it works
-    under `jit` but is not differentiable. With 128 mels, n_fft 1024, hop 256 the round trip of the
-    embedded music keeps most of its pitch (pYIN confidence 0.28 vs 0.31 for the original).
+    approximately, in jnp (jittable, batched, on any device): `nnls` (FISTA, `nnls_iters` steps)
+    from mel power to linear power, as `librosa.feature.inverse.mel_to_stft` does with L-BFGS-B,
+    then `griffin_lim` (Griffin & Lim 1984 with the momentum 0.99 of Perraudin et al. 2013, as
+    `librosa.griffinlim`) for `griffin_lim_iters` iterations from one fixed random phase. It is
+    deterministic but not differentiable (differentiating it raises). With 128 mels, n_fft 1024,
+    hop 256 the round trip of 16 embedded clips keeps their pitch (pYIN confidence 0.30 vs 0.31
+    for the original; 0.29 with librosa's NNLS and Griffin-Lim) and decodes in ~1 s on 2 CPU cores.
     """
 
     sample_rate: int = 16000
@@ -257,11 +338,11 @@ class LogMel(AbstractCodec):
     offset: float = 0.0  # z = (log mel - offset) / scale; -7 and 4.5 map the embedded music's
     scale: float = 1.0   # log-mel range [log 1e-5, 7] to [-1.0, 3.1], mean ~0 and RMS 1.02
     layout: str = "tf"   # tf: [B, T, n_mels, C] | frames: [B, T, n_mels * C]
-    griffin_lim_iters: int = 32
-    nnls_iters: int = 50
+    griffin_lim_iters: int = 32  # fast Griffin-Lim iterations in `decode`
+    nnls_iters: int = 50         # NNLS (FISTA) iterations in `decode`, mel power -> linear power
 
     is_identity: ClassVar[bool] = False
-    decode_is_differentiable: ClassVar[bool] = False  # NNLS + Griffin-Lim on the host
+    decode_is_differentiable: ClassVar[bool] = False  # Griffin-Lim: see `_invert_mel_jvp`
 
     def __post_init__(self):
         if self.layout not in ("tf", "frames"):
@@ -278,33 +359,48 @@ class LogMel(AbstractCodec):
         z = (jnp.log(jnp.maximum(mel, self.floor)) - self.offset) / self.scale
         return z.reshape(z.shape[:2] + (-1,)) if self.layout == "frames" else z
 
-    def mel_power(self, z: np.ndarray) -> np.ndarray:
-        """The mel power spectrogram of z, [B, T, n_mels, C] (numpy)."""
-        z = np.asarray(z, np.float64)
+    def mel_power(self, z: jax.Array) -> jax.Array:
+        """The mel power spectrogram of z, [B, T, n_mels, C] (jnp, float32)."""
+        z = jnp.asarray(z, jnp.float32)
         if self.layout == "frames":
             z = z.reshape(z.shape[:2] + (self.n_mels, -1))
-        return np.exp(np.minimum(z * self.scale + self.offset, 50.0))  # no overflow to inf
+        return jnp.exp(jnp.minimum(z * self.scale + self.offset, 50.0))  # no overflow to inf
 
-    def _griffin_lim(self, z: np.ndarray, length: int) -> np.ndarray:
-        import librosa
-
-        mel = self.mel_power(z).transpose(0, 3, 2, 1)  # [B, C, n_mels, T], librosa's layout
-        basis = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
-        # librosa.feature.inverse.mel_to_stft, with the L-BFGS-B iterations capped: on data it
-        # converges in < 50, on half-trained samples it can take minutes.
-        power = librosa.util.nnls(basis.astype(np.float64), mel, maxiter=self.nnls_iters)
-        magnitude = np.sqrt(power)
-        audio = librosa.griffinlim(magnitude, n_iter=self.griffin_lim_iters, hop_length=self.hop,
-                                   n_fft=self.n_fft, center=True, pad_mode="constant", length=length,
-                                   random_state=0)
-        return np.ascontiguousarray(audio.transpose(0, 2, 1), np.float32)  # [B, length, C]
+    def magnitude(self, z: jax.Array) -> jax.Array:
+        """Linear STFT magnitude [B, T, F, C] whose mel spectrogram is closest to z's: `nnls` of
+        the mel power over `nnls_iters` FISTA steps, then the square root."""
+        fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+        mel = jnp.swapaxes(self.mel_power(z), 2, 3)  # [B, T, C, n_mels]
+        power = nnls(fb.T, mel, iters=self.nnls_iters)  # [B, T, C, F]
+        return jnp.sqrt(jnp.swapaxes(power, 2, 3))
 
     def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
-        """Approximate inverse (NNLS + Griffin-Lim, see the class docstring) -> [B, length, C]."""
+        """Approximate inverse (NNLS + fast Griffin-Lim, see the class docstring) -> [B, length, C]."""
         length = (z.shape[1] - 1) * self.hop if length is None else int(length)
-        channels = z.shape[-1] if self.layout == "tf" else z.shape[-1] // self.n_mels
-        out = jax.ShapeDtypeStruct((z.shape[0], length, channels), jnp.float32)
-        return jax.pure_callback(functools.partial(self._griffin_lim, length=length), out, z)
+        return _decode_mel(self, z, length)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 2))
+def _invert_mel(codec: LogMel, z: jax.Array, length: int) -> jax.Array:
+    """`LogMel.decode`: z -> audio [B, length, C] (NNLS, then fast Griffin-Lim)."""
+    magnitude = codec.magnitude(z)  # [B, T, F, C]
+    # One fixed random phase [T, F, C] for every clip: deterministic, and independent of the batch.
+    phase = 2 * np.pi * jax.random.uniform(jax.random.PRNGKey(0), magnitude.shape[1:])
+    return griffin_lim(magnitude, phase, n_fft=codec.n_fft, hop=codec.hop, length=length,
+                       iters=codec.griffin_lim_iters)
+
+
+@_invert_mel.defjvp
+def _invert_mel_jvp(codec, length, primals, tangents):
+    # The jnp graph would differentiate, but to no use: sqrt and |.| at the zeros of the NNLS
+    # magnitude make the gradient NaN, and away from them the momentum iteration is so sensitive
+    # that finite differences of a waveform loss change sign with the step size.
+    raise TypeError("LogMel.decode is not differentiable (decode_is_differentiable = False): "
+                    "Griffin-Lim phase retrieval has no useful derivative; differentiate through "
+                    "a codec whose decode_is_differentiable is True.")
+
+
+_decode_mel = jax.jit(_invert_mel, static_argnums=(0, 2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,11 +47,11 @@ TARGETS = ("ema", "online")
 # The generic train step's contract (`diffjax.training.step`):
 # loss_fn(params, batch, key, extra) -> (loss [B], {"sigma": [B]}), extra = {"step", "method_state"}
 LossFn = Callable[[Any, dict, jax.Array, dict], tuple]
-# update_method_state(method_state, new_params, step) -> method_state
-MethodUpdate = Callable[[Any, Any, jax.Array], Any]
+# update_method_state(method_state, new_params, step, batch, key) -> method_state
+MethodUpdate = Callable[[Any, Any, jax.Array, dict, jax.Array], Any]
 
 
-def _keep(method_state, params, step):
+def _keep(method_state, params, step, batch, key):
     return method_state
 
 
@@ -62,7 +62,7 @@ class Objective:
     Attributes:
       kind: 'cd', 'ct' or 'progressive'.
       loss_fn: `loss_fn(params, batch, key, extra) -> (loss [B], {"sigma": [B]})`.
-      update_method_state: `(method_state, new_params, step) -> method_state`, after each update.
+      update_method_state: `(method_state, new_params, step, batch, key) -> method_state`, after each update.
       state_names: the entries of the method state, each starting as a copy of the initial params.
       initial_params: parameters to start from (the teacher's), or None to keep the fresh init.
     """
@@ -222,7 +222,7 @@ def make_objective(config, *, model, teacher=None, dataset=None) -> Objective:
         return Objective(kind=kind, loss_fn=loss_fn, initial_params=initial)
     decay = _target_decay(d, curriculum, total)
 
-    def update_method_state(method_state, params, step):
+    def update_method_state(method_state, params, step, batch, key):
         return {**method_state, "target": _ema(method_state["target"], params, decay(step))}
 
     return Objective(kind=kind, loss_fn=loss_fn, update_method_state=update_method_state,
@@ -257,7 +257,7 @@ def _progressive(config, model, student, teacher, initial, sigma_min, sigma_max)
         per_example, sigma = loss.per_example(student(params), round_teacher, x0, key, round_index)
         return per_example, {"sigma": sigma}
 
-    def update_method_state(method_state, params, step):
+    def update_method_state(method_state, params, step, batch, key):
         end_of_round = (step + 1) % per_round == 0
         held = method_state["round_teacher"]
         return {**method_state, "round_teacher": jax.tree.map(lambda p, h: jnp.where(end_of_round, p, h),

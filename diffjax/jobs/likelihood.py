@@ -14,7 +14,8 @@ Data are scored as the process state at `t_min`. With a quantiser (e.g. 'pcm16' 
 is first encoded to integer codes, then uniformly dequantised, and `bits` are bits per code, i.e.
 per audio sample (`diffjax.likelihood.units`); otherwise `bits` are bits per dimension of the
 continuous data, which can be negative. Only a model whose codec is the identity has a likelihood
-of the data itself (`codec.is_identity`).
+of the data itself (`codec.is_identity`); a latent model is refused with the reason
+(`require_data_model`: its likelihood would be per latent dimension, not of the audio).
 """
 from __future__ import annotations
 
@@ -42,8 +43,19 @@ RESULT_FIELDS = ("logp", "bits", "elbo", "elbo_bits")
 
 def require_data_model(config, model: DiffusionModel) -> None:
     """An exact likelihood is defined on the data itself: only the identity codec is a bijection
-    whose Jacobian is known (vector data are fine)."""
-    workdir_lib.require_identity_codec(config, model, "an exact likelihood", audio=False)
+    whose Jacobian is known (vector data are fine). Any other codec (a latent autoencoder's, a
+    STFT, log-mel) is refused: the ODE likelihood would be per dimension of its z, not of the data."""
+    if model.codec.is_identity:
+        return
+    codec = config.get("codec", {}).get("name", "waveform")
+    raise ValueError(
+        f"an exact likelihood of the audio needs a waveform model (the identity codec on the data), but this "
+        f"model works in the {codec!r} codec's space: one example is z of shape {tuple(model.latent_shape)}, not "
+        f"the audio {tuple(model.spec.shape)}. The likelihood there (for a latent model, in the latent space of an "
+        "autoencoder) would be in nats per latent dimension of z, not of the audio: the encoder is no bijection "
+        "with a known Jacobian, so nothing maps it back to bits per audio sample, and it is not reported. "
+        "Train a waveform model with configs/waveform.py: python experiments/train.py --config "
+        "configs/waveform.py --workdir runs/waveform")
 
 
 def quantiser_of(section):

@@ -25,8 +25,9 @@ from diffjax.model import DiffusionModel
 from diffjax.registry import accepted_parameters
 from diffjax.restoration import evaluation
 from diffjax.restoration.methods import METHODS, method_options
-from diffjax.restoration.tasks import (EVAL_TASKS, TASKS, context_length, degraded_view, eval_length, eval_task,
-                                       needs_reference, restore_audio, task_operator)
+from diffjax.restoration.operators import differentiable_codecs
+from diffjax.restoration.tasks import (EVAL_TASKS, TASKS, check_restorable, context_length, degraded_view,
+                                       eval_length, eval_task, needs_reference, restore_audio, task_operator)
 
 log = logging.getLogger("diffjax")
 
@@ -40,14 +41,25 @@ _TASK_CONTEXT = frozenset({"sample_rate", "noise_sigma", "reference", "degraded"
 # --------------------------------------------------------------------------------------
 
 
-def require_waveform_model(config, model: DiffusionModel) -> None:
-    """Restoration operators act on waveforms `[L, C]`: the model must work on them."""
-    workdir_lib.require_identity_codec(config, model, "restoration", audio=True)
+def require_restorable_model(config, model: DiffusionModel) -> None:
+    """Restoration operators act on audio `[L, C]`: the model must work on waveforms, or in a codec
+    whose `decode` is differentiable (a latent model: the operator is applied to `decode(z)`, and the
+    methods that need only its gradient work). The codec is asked, not its name."""
+    if model.spec.is_audio and len(model.spec.shape) == 2 and model.codec.decode_is_differentiable:
+        return
+    codec = config.get("codec", {}).get("name", "waveform")
+    why = ("its decode is not differentiable" if not model.codec.decode_is_differentiable
+           else f"its data are not audio [L, C] but {model.spec.shape}")
+    raise ValueError(f"restoration needs a waveform model, or one whose codec decodes differentiably to audio "
+                     f"(codecs: {', '.join(differentiable_codecs())}), but this one works in the {codec!r} codec "
+                     f"and {why}. Train one with configs/waveform.py: python experiments/train.py --config "
+                     "configs/waveform.py --workdir runs/waveform (or a latent model with configs/latent.py)")
 
 
-def load_waveform_model(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> workdir_lib.Loaded:
-    """The model of `workdir` and its weights; a non-waveform model is refused before they load."""
-    return workdir_lib.load(workdir, step=step, ema=ema, check=require_waveform_model)
+def load_restorable_model(workdir: str, *, step: Optional[int] = None, ema: int = 0) -> workdir_lib.Loaded:
+    """The model of `workdir` and its weights; a model that cannot restore audio is refused before
+    they load (`require_restorable_model`)."""
+    return workdir_lib.load(workdir, step=step, ema=ema, check=require_restorable_model)
 
 
 # --------------------------------------------------------------------------------------
@@ -192,11 +204,13 @@ def plot_spectrograms(path: str, before: np.ndarray, after: np.ndarray, sample_r
 
 
 def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool = False) -> dict:
-    """Restores the file `input` into `out` (+ a spectrogram PNG) with a loaded waveform model;
-    returns the run's info."""
+    """Restores the file `input` into `out` (+ a spectrogram PNG) with a loaded model (a waveform
+    model, or a latent one: see `require_restorable_model`); returns the run's info. A method the
+    operator cannot serve (for a latent model: one that needs a projection in its space) is refused
+    before anything is written, naming the methods that work."""
     check_config(config)
     model = loaded.model
-    require_waveform_model(loaded.config, model)
+    require_restorable_model(loaded.config, model)
     task, params = task_params(config.task)
     method = config.method.name
     options = model_options(config, method, model)
@@ -211,13 +225,16 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
     x = jnp.asarray(x)
     if simulate:
         op = task_operator(task, sample_rate, reference=np.asarray(x), **params)
+    else:
+        op = task_operator(task, sample_rate, degraded=np.asarray(x), **params)
+    check_restorable(model, op, method, options, x.shape[1])
+    if simulate:
         y = op.measure(x, jax.random.PRNGKey(config.seed + 1))
         degraded = np.clip(to_file_layout(np.asarray(degraded_view(op, y, x.shape)), config.stereo, spec), -1, 1)
         io.write_audio(files.guarded_path(paths["degraded"], inputs=[input], overwrite=overwrite), degraded,
                        sample_rate=sample_rate, overwrite=overwrite)
         log.info("simulated %s on %s; the degraded input is %s", task, input, paths["degraded"])
     else:
-        op = task_operator(task, sample_rate, degraded=np.asarray(x), **params)
         y = x
     restored, info = restore_audio(model, loaded.model.denoiser(loaded.params), op, y, method=method,
                                    sampler=config.sampler, nfe=int(config.nfe), grid=config.grid, seed=config.seed,
@@ -265,7 +282,7 @@ def evaluate_with(loaded, config, *, reference_dir: str, table: str, overwrite: 
     method, prints the table and writes it (and its rows as JSON lines)."""
     check_config(config)
     model = loaded.model
-    require_waveform_model(loaded.config, model)
+    require_restorable_model(loaded.config, model)
     tasks = evaluation_names(config.evaluation.tasks) or list(EVAL_TASKS)
     methods = evaluation_names(config.evaluation.methods) or [config.method.name]
     paths = table_paths(table)
@@ -302,10 +319,10 @@ def run(config, *, workdir: str, input: Optional[str] = None, out: Optional[str]
     if reference_dir:
         table = table or os.path.join(workdir, "restoration.md")
         files.guard_all(table_paths(table).values(), inputs=[reference_dir], overwrite=overwrite)
-        loaded = load_waveform_model(workdir, step=step, ema=config.ema)
+        loaded = load_restorable_model(workdir, step=step, ema=config.ema)
         return evaluate_with(loaded, config, reference_dir=reference_dir, table=table, overwrite=overwrite)
     if not input or not out:
         raise ValueError("--input and --out are required (or --reference_dir for the evaluation table)")
     files.guarded_path(out, inputs=[input], overwrite=overwrite)
-    loaded = load_waveform_model(workdir, step=step, ema=config.ema)
+    loaded = load_restorable_model(workdir, step=step, ema=config.ema)
     return restore_file_with(loaded, config, input=input, out=out, overwrite=overwrite)

@@ -12,10 +12,12 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import time
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +26,11 @@ import tqdm
 
 from diffjax import audio, distillation, losses, sampling, toy  # noqa: F401  (audio, toy: register datasets)
 from diffjax import data as data_lib
-from diffjax.jobs import train_eval
-from diffjax.jobs.workdir import checkpoint_dir, load, load_config, save_config, save_spec
-from diffjax.model import build_model, data_spec
+from diffjax.jobs import autoencoder as autoencoder_job
+from diffjax.jobs import latents, train_eval
+from diffjax.jobs.workdir import (checkpoint_dir, is_autoencoder, load, load_config, model_for, save_config,
+                                  save_spec)
+from diffjax.model import data_spec
 from diffjax.sampling import SAMPLERS
 from diffjax.training import checkpoint, parallel
 from diffjax.training.objective import diffusion_loss_fn
@@ -36,7 +40,7 @@ from diffjax.training.writer import MetricWriter
 
 log = logging.getLogger("diffjax")
 NOISE_BUCKETS = (0.05, 0.2, 1.0, 5.0)  # sigma~ edges for the loss-by-noise-level curves
-MODEL_SECTIONS = ("sde", "precond", "model", "codec", "conditioning")  # what a checkpoint's weights mean
+MODEL_SECTIONS = ("sde", "precond", "model", "codec", "conditioning", "autoencoder")  # what the weights mean
 
 
 class DivergenceError(FloatingPointError):
@@ -63,6 +67,18 @@ def loss_by_noise_level(per_example, sigma) -> dict:
     per_example = np.asarray(per_example)
     return {f"loss_by_sigma/{names[b]}": float(per_example[bucket == b].mean())
             for b in range(len(names)) if np.any(bucket == b)}
+
+
+STEP_METRICS = ("loss", "grad_norm", "finite", "per_example_loss", "sigma")
+
+
+def loss_terms(host_metrics: dict) -> dict:
+    """Per-noise-level losses (diffusion: aux 'sigma') and the mean of every other aux term
+    (the autoencoder's 'stft', 'kl', ...)."""
+    terms = {f"terms/{k}": float(np.mean(v)) for k, v in host_metrics.items() if k not in STEP_METRICS}
+    if "sigma" in host_metrics:
+        terms.update(loss_by_noise_level(host_metrics["per_example_loss"], host_metrics["sigma"]))
+    return terms
 
 
 class _Preemption:
@@ -168,49 +184,99 @@ def fine_tuning_start(source_workdir: str, params):
     return source
 
 
-def build_objective(config, model, dataset):
-    """`(loss_fn, init_params, init_method_state, update_method_state)` of the config's method."""
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """What a training method supplies to the shared loop (everything else is common).
+
+    Attributes:
+      dataset: the batches it trains on (pre-encoded latents for a codec with `encode_once`).
+      loss_fn, update_method_state: the generic train step's contract (`diffjax.training.step`).
+      init_params: fresh params -> the params to start from (a distillation student: the teacher's).
+      init_method_state: params -> the state the method keeps beside the weights.
+      log_samples: (params, writer, step) -> None, periodic TensorBoard media.
+      evaluate: (params, step) -> metrics, at the end of training.
+    """
+
+    dataset: Any
+    loss_fn: Callable
+    init_params: Callable
+    init_method_state: Callable
+    update_method_state: Optional[Callable]
+    log_samples: Callable
+    evaluate: Callable
+
+
+def training_data(config, model, dataset):
+    """The dataset itself, or its pre-encoded latents when the codec encodes once (cached)."""
+    if not getattr(model.codec, "encode_once", False):
+        return dataset
+    passes = int(config.training.get("pre_encode_passes", 1))
+    latent_data, path, reused = latents.cached_latents(dataset, model.codec, config.data.to_dict(), passes=passes,
+                                                       cache_dir=config.data.get("cache_dir"))
+    log.info("training on %s latents from %s", "cached" if reused else "freshly encoded", path)
+    return latent_data
+
+
+def diffusion_method(config, model, dataset, workdir: str) -> Method:
+    """Plain diffusion, or distillation when the config has `distill`."""
+    validate_sampling(config.sampling, model)
+    train_data = training_data(config, model, dataset)
+    log_samples = lambda p, writer, step: train_eval.log_samples(config, model, p, writer, step)  # noqa: E731
+    evaluate = lambda p, step: train_eval.evaluate(config, model, p, dataset, workdir, step)  # noqa: E731
     if "distill" not in config:
         loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
-        return diffusion_loss_fn(model, loss), (lambda p: p), (lambda p: {}), None
+        return Method(train_data, diffusion_loss_fn(model, loss), lambda p: p, lambda p: {}, None, log_samples, evaluate)
     objective = distillation.make_objective(config, model=model, teacher=load_teacher(config.distill), dataset=dataset)
-    return objective.loss_fn, objective.init_params, objective.init_method_state, objective.update_method_state
+    return Method(train_data, objective.loss_fn, objective.init_params, objective.init_method_state,
+                  objective.update_method_state, log_samples, evaluate)
+
+
+def autoencoder_method(config, model, dataset, workdir: str) -> Method:
+    """The audio autoencoder (`configs/autoencoder.py`): reconstruction losses, optional GAN."""
+    objective = autoencoder_job.build_objective(config, model)
+    example = jax.numpy.zeros((1,) + model.spec.shape, jax.numpy.float32)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xD15C)
+    return Method(dataset, objective.loss_fn, lambda p: p, lambda p: objective.init_method_state(p, key, example),
+                  objective.update_method_state,
+                  lambda p, writer, step: autoencoder_job.log_reconstructions(model, p, dataset, writer, step),
+                  lambda p, step: autoencoder_job.evaluate(config, model, p, dataset, workdir, step))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming if possible), then evaluates; returns final metrics."""
+    job_start = time.time()
     train = config.training
+    budget_s = 60.0 * float(train.get("max_minutes", 0) or 0)
     k = int(train.get("steps_per_dispatch", 1))
     _check_steps(train, k)
     mesh = parallel.make_mesh(train.get("num_devices") or None)
     parallel.check_batch_size(train.batch_size, mesh)
     dataset = data_lib.build_dataset(config.data)
-    model = build_model(config, data_spec(dataset))
-    validate_sampling(config.sampling, model)
-    loss_fn, init_params, init_method_state, update_method_state = build_objective(config, model, dataset)
+    model = model_for(config, data_spec(dataset))
     check_unchanged(workdir, config)
+    method = (autoencoder_method if is_autoencoder(config) else diffusion_method)(config, model, dataset, workdir)
     if jax.process_index() == 0:
         save_config(workdir, config)
         save_spec(workdir, model.spec)
     seed = config.seed
     manager = checkpoint.make_manager(checkpoint_dir(workdir), max_to_keep=train.keep_last, keep_every=train.keep_every)
-    params = init_params(model.init(jax.random.PRNGKey(seed)))
+    params = method.init_params(model.init(jax.random.PRNGKey(seed)))
     if train.get("init_from") and not manager.all_steps():
         params = fine_tuning_start(train.init_from, params)
     tx = build_optimizer(**config.optim.to_dict())
     schedule = learning_rate_schedule(**{k_: v for k_, v in config.optim.items() if k_ in (
         "learning_rate", "warmup_steps", "decay", "decay_steps", "end_factor")})
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]
-    state = TrainState.create(params, tx, len(decays), init_method_state(params))
+    state = TrainState.create(params, tx, len(decays), method.init_method_state(params))
     restored = checkpoint.restore_latest(manager, state.checkpoint_items(), accept=lambda items: bool(all_finite(items)))
     if restored is not None:
         state = state.replace_items(restored)
     state = parallel.replicate(state, mesh)
     start = int(parallel.to_host(state.step))
-    log.info("model %s: %d parameters; %d devices, %d hosts; starting at step %d", config.model.name,
+    log.info("model %s: %d parameters; %d devices, %d hosts; starting at step %d", type(model.network).__name__,
              num_params(params), mesh.devices.size, jax.process_count(), start)
 
-    train_step = make_train_step(loss_fn, decays, update_method_state=update_method_state)
+    train_step = make_train_step(method.loss_fn, decays, update_method_state=method.update_method_state)
     train_steps = parallel.jit_data_parallel(make_multi_step(train_step, k), mesh, stacked=True)
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     base_key = jax.random.PRNGKey(seed)
@@ -219,14 +285,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
     tic, tic_step = time.time(), start
     with _Preemption() as preemption:
         for step in range(start, train.num_steps, k):
-            batches = parallel.shard_batch(host_batches(dataset, step, k, train.batch_size, seed), mesh, stacked=True)
+            batches = parallel.shard_batch(host_batches(method.dataset, step, k, train.batch_size, seed), mesh, stacked=True)
             keys = jnp.stack([jax.random.fold_in(base_key, s) for s in range(step, step + k)])
             state, metrics = train_steps(state, batches, parallel.replicate(keys, mesh))
             done = step + k
             stop = preemption.requested  # read once: a signal between the save and the exit is not lost
+            out_of_time = budget_s > 0 and time.time() - job_start > budget_s
             progress.update(k)
-            should_log = done % train.log_every == 0 or done == train.num_steps
-            should_save = done % train.checkpoint_every == 0 or done == train.num_steps or stop
+            should_log = done % train.log_every == 0 or done == train.num_steps or out_of_time
+            should_save = done % train.checkpoint_every == 0 or done == train.num_steps or stop or out_of_time
             if should_log or should_save:  # non-finite parameters stay non-finite, so this guards saves
                 _check_finite(metrics, done, workdir)
             if should_log:
@@ -235,22 +302,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 scalars = {"loss": host["loss"], "grad_norm": host["grad_norm"],
                            "learning_rate": float(schedule(done)), "steps_per_s": (done - tic_step) / elapsed,
                            "examples_per_s": (done - tic_step) * train.batch_size / elapsed,
-                           **loss_by_noise_level(host["per_example_loss"], host["sigma"])}
+                           **loss_terms(host)}
                 writer.scalars(done, scalars)
                 progress.set_postfix(loss=f"{float(host['loss']):.4f}")
                 tic, tic_step = time.time(), done
             if should_save:
                 checkpoint.save(manager, done, state.checkpoint_items())
             if train.get("sample_every") and done % train.sample_every == 0 and done < train.num_steps:
-                train_eval.log_samples(config, model, parallel.to_host(state.ema_params[0]), writer, done)
+                method.log_samples(parallel.to_host(state.ema_params[0]), writer, done)
             if stop:
                 log.warning("stopped at step %d after SIGTERM; rerun the same command to resume", done)
                 writer.close()
                 return {"preempted_at": done}
+            if out_of_time:
+                log.warning("training.max_minutes=%g reached at step %d of %d: evaluating this checkpoint (rerun "
+                            "with a larger budget to continue)", train.max_minutes, done, train.num_steps)
+                break
     progress.close()
 
     final_step = int(parallel.to_host(state.step))
-    results = train_eval.evaluate(config, model, parallel.to_host(state.ema_params[0]), dataset, workdir, final_step)
+    results = method.evaluate(parallel.to_host(state.ema_params[0]), final_step)
     writer.record(final_step, {"eval": results})
     writer.close()
     return results

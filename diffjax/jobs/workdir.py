@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import ml_collections
 
-from diffjax.model import DataSpec, DiffusionModel, build_model
+from diffjax.model import AutoencoderModel, DataSpec, DiffusionModel, build_autoencoder_model, build_model
 from diffjax.training import checkpoint
 
 log = logging.getLogger("diffjax")
@@ -64,13 +64,22 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 DIFFUSION_SECTIONS = ("sde", "precond", "model", "data", "training", "sampling")  # a diffusion model's
+AUTOENCODER_SECTIONS = ("autoencoder", "reconstruction", "data", "training")  # an audio autoencoder's
 
 
-def load_config(workdir: str, *, required: tuple[str, ...] = DIFFUSION_SECTIONS) -> ml_collections.ConfigDict:
+def is_autoencoder(config) -> bool:
+    """A config (or workdir config) that trains an audio autoencoder rather than a diffusion model."""
+    return "autoencoder" in config
+
+
+def load_config(workdir: str, *, required: Optional[tuple[str, ...]] = None) -> ml_collections.ConfigDict:
     """The config saved by `save_config` (lists restored as tuples); a hand-edited file that lost
-    one of the `required` sections is an error naming the file and the section."""
+    one of the `required` sections (default: a diffusion model's or an autoencoder's) is an error
+    naming the file and the section."""
     path = os.path.join(workdir, CONFIG_FILE)
     values = _tuples(_read_json(path, "the resolved config"))
+    if required is None:
+        required = AUTOENCODER_SECTIONS if is_autoencoder(values) else DIFFUSION_SECTIONS
     missing = [s for s in required if s not in values]
     if missing:
         raise ValueError(f"{path} has no {missing} section(s): the file was edited or damaged. Restore it "
@@ -111,13 +120,37 @@ def data_section_for_reading(config) -> dict:
 class Loaded:
     """A trained model: the model object, its parameters, the checkpoint step and the config."""
 
-    model: DiffusionModel
+    model: DiffusionModel | AutoencoderModel
     params: Any
     step: int
     config: ml_collections.ConfigDict
 
 
-def abstract_weights(model: DiffusionModel, num_emas: int) -> dict:
+def codec_context(config) -> dict:
+    """What `config.codec` needs beyond its keys: for the 'latent' codec, the autoencoder of
+    `codec.latent.workdir` (its first EMA) as `autoencoder` and `autoencoder_params`."""
+    codec = config.get("codec") or {}
+    if codec.get("name") != "latent":
+        return {}
+    workdir = (codec.get("latent") or {}).get("workdir") or ""
+    if not workdir or not os.path.isdir(workdir):
+        raise FileNotFoundError(
+            f"codec.latent.workdir={workdir!r} is not a directory: train the autoencoder first (python "
+            "experiments/train.py --config configs/autoencoder.py --workdir runs/autoencoder) and set "
+            "--config.codec.latent.workdir=runs/autoencoder")
+    loaded = load(workdir, kind="autoencoder")
+    return {"autoencoder": loaded.model, "autoencoder_params": loaded.params}
+
+
+def model_for(config, spec: DataSpec) -> DiffusionModel | AutoencoderModel:
+    """The model object of a config: an autoencoder (`autoencoder` section) or a diffusion model,
+    whose 'latent' codec gets its autoencoder from `codec_context`."""
+    if is_autoencoder(config):
+        return build_autoencoder_model(config, spec)
+    return build_model(config, spec, codec_context=codec_context(config))
+
+
+def abstract_weights(model: DiffusionModel | AutoencoderModel, num_emas: int) -> dict:
     """Shapes and dtypes of a checkpoint's weights (raw and EMAs), on this host's first device;
     no allocation."""
     params = model.abstract_params()
@@ -136,12 +169,20 @@ def require_identity_codec(config, model: DiffusionModel, task: str, *, audio: b
 
 
 def load(workdir: str, *, step: Optional[int] = None, ema: int = 0,
-         check: Optional[Callable[[ml_collections.ConfigDict, DiffusionModel], None]] = None) -> Loaded:
+         check: Optional[Callable[[ml_collections.ConfigDict, DiffusionModel], None]] = None,
+         kind: str = "diffusion") -> Loaded:
     """The model object of `workdir` and the weights of checkpoint `step` (default the latest):
     EMA number `ema` (`config.training.ema_halflife_examples` order), or the raw weights (-1).
-    `check(config, model)` runs before any weight is read (e.g. `require_identity_codec`)."""
+    `check(config, model)` runs before any weight is read (e.g. `require_identity_codec`).
+    `kind`: the model the caller needs, 'diffusion' or 'autoencoder' (another is an error naming it)."""
     config = load_config(workdir)
-    model = build_model(config, load_spec(workdir))
+    found = "autoencoder" if is_autoencoder(config) else "diffusion"
+    if found != kind:
+        raise ValueError(f"{workdir!r} holds {'an' if found == 'autoencoder' else 'a'} {found} model, but this needs "
+                         f"{'an' if kind == 'autoencoder' else 'a'} {kind} model: "
+                         + ("pass a diffusion workdir (one trained with configs/default.py or configs/latent.py)"
+                            if kind == "diffusion" else "pass a workdir trained with configs/autoencoder.py"))
+    model = model_for(config, load_spec(workdir))
     if check is not None:
         check(config, model)
     num_emas = len(config.training.ema_halflife_examples)

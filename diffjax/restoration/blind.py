@@ -129,12 +129,13 @@ def fitted_cutoff(x: Array, y: Array, sample_rate: int) -> dict:
     return {"fitted_cutoff_hz": round(float(jnp.mean(fit_lowpass(x, y, sample_rate)[0])), 1)}
 
 
-@register_method("blind_bwe", requires=("lowpass",), report=fitted_cutoff)
+@register_method("blind_bwe", requires=("lowpass", "model_space"), report=fitted_cutoff)
 def blind_bwe(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
               sampler_options=None, sample_rate=None, cutoffs=None, slopes=DEFAULT_SLOPES,
               zeta: float = 0.3, normalize: str = "gradient"):
     """Blind bandwidth extension (BABE-style): `operator` only supplies `sample_rate` (a low-pass
-    operator's, `operator.is_lowpass`; or pass `sample_rate=`); its cutoff is not used."""
+    operator's, `operator.is_lowpass`; or pass `sample_rate=`); its cutoff is not used. The filter
+    is fitted to `x0_hat` itself, so the model must work on the waveform ('model_space')."""
     sample_rate = sample_rate or (operator.sample_rate if operator.is_lowpass else None)
     if not sample_rate:
         raise ValueError("blind_bwe needs the sample rate: pass sample_rate= or a low-pass operator")

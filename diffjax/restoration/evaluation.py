@@ -11,8 +11,9 @@ import numpy as np
 
 from diffjax.audio import metrics
 from diffjax.restoration.methods import METHODS, unmet_requirements
-from diffjax.restoration.tasks import (EVAL_TASKS, degraded_view, eval_length, eval_task, restore_audio,
-                                       task_operator)
+from diffjax.restoration.operators import in_model_space
+from diffjax.restoration.tasks import (EVAL_TASKS, degraded_view, eval_length, eval_task, restorable_length,
+                                       restore_audio, task_operator)
 
 log = logging.getLogger("diffjax")
 
@@ -23,14 +24,21 @@ def evaluate(model, denoiser, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), met
              sampler: str = "heun", nfe: int = 49, seed: int = 0, options=None) -> list[dict]:
     """One row per (task, method): metrics of the degraded input and of the output (means over clips).
 
-    `denoiser` is the waveform model's (`model.denoiser(params)`); `model` supplies the process and
-    `spec`. `clean` `[B, L, C]` is cut to each task's `eval_length` (at least the model's context),
+    `denoiser` is the model's (`model.denoiser(params)`); `model` supplies the process, `spec` and
+    codec. `clean` `[B, L, C]` is cut to each task's `eval_length` (at least the model's context),
     so it must be as long as the longest (1 s for `dereverb_0.5s`). `options`: method -> its options
-    (`methods.method_options`). A method whose requirements an operator lacks is skipped."""
+    (`methods.method_options`). A method whose requirements the operator (as the model sees it,
+    `operators.in_model_space`) lacks is skipped, and so is a task longer than a model in a codec's
+    space restores (`tasks.restorable_length`)."""
     sample_rate, rows = int(model.spec.sample_rate), []
+    longest = restorable_length(model)
     for task_name in tasks:
         spec = eval_task(task_name)
         length = eval_length(task_name, model)
+        if longest is not None and length > longest:
+            log.info("skipping %s: its %g s excerpts exceed the model's %g s context", task_name,
+                     length / sample_rate, longest / sample_rate)
+            continue
         if np.shape(clean)[1] < length:
             raise ValueError(f"{task_name} restores {length / sample_rate:g} s excerpts but the clean "
                              f"clips have {np.shape(clean)[1] / sample_rate:g} s; pass longer clips")
@@ -42,7 +50,7 @@ def evaluate(model, denoiser, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), met
         before = metrics.reference_metrics(task_clean, degraded_view(op, y, task_clean.shape))
         for method in methods:
             method_options = (options or {}).get(method, {})
-            unmet = unmet_requirements(method, op, method_options)
+            unmet = unmet_requirements(method, in_model_space(op, model.codec, length), method_options)
             if unmet:
                 log.info("skipping %s on %s: the operator lacks %s", method, task_name, unmet)
                 continue

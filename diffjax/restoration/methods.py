@@ -11,6 +11,12 @@ sampler picked by name (`diffjax.sampling.get_sampler`):
 - a denoiser wrapper `D -> D'` (DPS, PiGDM, DDNM) that corrects the estimate `x0_hat`; with
   `D' = D + sigma^2 grad log p(y | x)` (Tweedie) a likelihood score becomes a denoiser correction.
 
+Each method registers what it needs of the operator (`requires`, `AbstractOperator.capabilities`).
+A model in a codec's space (a latent model) sees the operator as `A(decode(z))`
+(`operators.in_model_space`), which lacks 'model_space': the methods that need a projection,
+pseudo-inverse, SVD or replacement in the model's space declare it, and DPS and noise-free PiGDM,
+which need only `A(decode(z))` and its vector-Jacobian product, remain (`applicable_methods`).
+
 RePaint and SDEdit only change the grid and the start (`schedules.py`). `anchor = (values, mask)`
 additionally pins `mask * x` to `mask * values` by replacement (boundary consistency of the
 chunked long-form restoration, `longform.py`).
@@ -28,7 +34,7 @@ import jax.numpy as jnp
 
 from diffjax import sampling
 from diffjax.registry import Registry, accepted_parameters
-from diffjax.restoration.operators import expand_batch, svd_operator_names
+from diffjax.restoration.operators import CAPABILITIES, expand_batch, svd_operator_names
 
 Array = jax.Array
 Denoiser = Callable[[Array, Array], Array]
@@ -61,6 +67,10 @@ def per_example_norm(x: Array) -> Array:
 
 def require_svd(method: str, operator, x_shape) -> "object":
     """The operator's SVD, or a clear error naming the operators that have one."""
+    if not operator.acts_in_model_space:
+        raise ValueError(f"method {method!r} needs an SVD of the operator in the model's space, which "
+                         f"{type(operator).__name__} (A(decode(z)) through a codec) lacks; methods that work "
+                         f"with it: {', '.join(applicable_methods(operator))}")
     if not operator.has_svd:
         raise ValueError(f"method {method!r} needs an operator with a known SVD; got "
                          f"{type(operator).__name__}. Operators with one: {', '.join(svd_operator_names())}")
@@ -145,6 +155,7 @@ _CALL_ARGUMENTS = frozenset({"denoiser", "operator", "y", "x_init", "sigmas", "k
 
 def register_method(name: str, *, nfe: Callable[..., int] = sampler_nfe, requires: tuple[str, ...] = (),
                     requires_when: Optional[Mapping[str, tuple[str, ...]]] = None,
+                    requires_if_noisy: tuple[str, ...] = (),
                     defaults: Optional[Mapping[str, Callable]] = None, report: Optional[Callable] = None):
     """Registers `restore` under `name` with its metadata, checking `y` against the operator first.
 
@@ -152,6 +163,7 @@ def register_method(name: str, *, nfe: Callable[..., int] = sampler_nfe, require
       nfe: `nfe(sampler, num_steps, **options) -> int`, the denoiser calls per sample.
       requires: what the method needs of every operator (`AbstractOperator.capabilities`).
       requires_when: option -> what it needs when that option is set (dps `consistency`: 'noise_free').
+      requires_if_noisy: what it needs of an operator with `noise_sigma > 0` (PiGDM, DDNM: 'svd').
       defaults: option -> `f(precond)`, a default that depends on the model (PiGDM's `data_std`).
       report: `report(x, y, sample_rate) -> dict`, extra columns of the evaluation table.
     The metadata `options` (the method's own keyword parameters) is read off `fn`'s signature.
@@ -165,7 +177,8 @@ def register_method(name: str, *, nfe: Callable[..., int] = sampler_nfe, require
         restore.__name__, restore.__doc__ = fn.__name__, fn.__doc__
         options = tuple(sorted(accepted_parameters(fn) - _CALL_ARGUMENTS))
         METHODS.register(name, nfe=nfe, requires=tuple(requires), requires_when=dict(requires_when or {}),
-                         defaults=dict(defaults or {}), report=report, options=options)(restore)
+                         requires_if_noisy=tuple(requires_if_noisy), defaults=dict(defaults or {}),
+                         report=report, options=options)(restore)
         return restore
 
     return decorate
@@ -183,16 +196,35 @@ def method_nfe(method: str, sampler: str, num_steps: int, **options) -> int:
 def unmet_requirements(method: str, operator, options: Optional[Mapping] = None) -> list[str]:
     """What `method` (with `options`) needs of `operator` that it lacks (empty: applicable)."""
     meta = METHODS.meta(method)
+    capabilities = operator.capabilities()
     needs = set(meta["requires"])
     for option, more in meta["requires_when"].items():
         if (options or {}).get(option):
             needs.update(more)
-    return sorted(needs - operator.capabilities())
+    if "noise_free" not in capabilities:
+        needs.update(meta["requires_if_noisy"])
+    return sorted(needs - capabilities)
 
 
 def applicable(method: str, operator, options: Optional[Mapping] = None) -> bool:
     """Whether `method` can run with `operator` (its registered requirements hold)."""
     return not unmet_requirements(method, operator, options)
+
+
+def applicable_methods(operator) -> list[str]:
+    """The registered methods whose requirements `operator` meets (with their default options)."""
+    return [m for m in METHODS.names() if applicable(m, operator)]
+
+
+def require_applicable(method: str, operator, options: Optional[Mapping] = None) -> None:
+    """Raises unless `method` (with `options`) can run with `operator`; the message names what the
+    operator lacks and the methods that work with it."""
+    unmet = unmet_requirements(method, operator, options)
+    if unmet:
+        lacks = "; ".join(f"{c} ({CAPABILITIES[c]})" for c in unmet)
+        raise ValueError(f"restoration method {method!r} needs of the operator {lacks}, which "
+                         f"{type(operator).__name__} lacks; methods that work with it: "
+                         f"{', '.join(applicable_methods(operator)) or 'none'}")
 
 
 def method_options(method: str, options: Optional[Mapping] = None, *, precond=None) -> dict:
@@ -220,7 +252,7 @@ def data_std_of(precond) -> float:
 # --------------------------------------------------------------------------------------
 
 
-@register_method("replacement")
+@register_method("replacement", requires=("model_space",))
 def replacement(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
                 sampler_options=None):
     """score_sde inpainting / "replacement" (Song et al. 2021, App. I.2; Chung et al. 2022):
@@ -231,7 +263,7 @@ def replacement(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", 
                        hook=replacement_hook(operator, y, keys), sampler_options=sampler_options)
 
 
-@register_method("projection")
+@register_method("projection", requires=("model_space",))
 def projection(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
                sampler_options=None):
     """Hard data consistency after every step: `x <- project(x, y)` (for linear A,
@@ -244,7 +276,7 @@ def projection(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", a
                        hook=hook, sampler_options=sampler_options)
 
 
-@register_method("ddrm", requires=("svd",))
+@register_method("ddrm", requires=("svd", "model_space"))
 def ddrm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
          sampler_options=None):
     """DDRM (Kawar et al. 2022, eqs. 7-8) with `eta_b = 1`, as a hook in the spectral space of A.
@@ -315,7 +347,7 @@ def dps_denoiser(denoiser, operator, y, *, zeta: float = 0.3, normalize: str = "
                               zeta=zeta, normalize=normalize)
 
 
-@register_method("dps", requires_when={"consistency": ("noise_free",)})
+@register_method("dps", requires_when={"consistency": ("noise_free", "model_space")})
 def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
         sampler_options=None, zeta: float = 0.3, normalize: str = "gradient", consistency: bool = False):
     """Diffusion posterior sampling; see `dps_denoiser`. Works for nonlinear operators (clipping).
@@ -333,16 +365,44 @@ def dps(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=N
                        sampler_options=sampler_options)
 
 
+def noise_free_direction(operator, x0: Array, y: Array) -> Array:
+    """PiGDM's noise-free `A^+ (y - A x0)` (times `r^2`), in the model's space.
+
+    Where the operator acts on the model's space: `project(x0, y) - x0` (also the consistency
+    projection of nonlinear operators, as the paper's pseudo-inverse `h(y)`). Through a codec's
+    decode (`DecodedOperator`, no pseudo-inverse in z): the adjoint of the linearised composite,
+
+        J_c^T support(y - A(decode(x0))),   J_c = d A(decode(z)) / dz at x0,
+
+    i.e. `A^+ ~ A^T`, exact for a linear A with orthonormal rows in the model's space (masks,
+    brickwalls: there it equals `project(x0, y) - x0`). Through a decoder it is an approximation
+    (a pseudo-inverse of `J_c` would need a linear solve per step), the transposed-Jacobian
+    guidance of latent posterior sampling (PSLD, Rout et al. 2023, without its "gluing" term).
+    """
+    if operator.acts_in_model_space:
+        return operator.project(x0, y) - x0
+    measured, vjp = jax.vjp(operator.apply, x0)
+    residual = operator.support(y - measured)
+    (direction,) = vjp(residual)
+    if CAUCHY:
+        _, image = jax.jvp(operator.apply, (x0,), (direction,))
+        image = operator.support(image)
+        step = jnp.sum(direction**2, axis=tuple(range(1, x0.ndim))) / (jnp.sum(image**2, axis=tuple(range(1, image.ndim))) + 1e-30)
+        direction = direction * expand_batch(step, x0)
+    return direction
+CAUCHY = False
+
+
 def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, scale: float = 1.0,
                    gaussian_bound: bool = True):
     """PiGDM (Song et al. 2023, eqs. 5-8): `D' = D + scale sigma^2 J^T v`, `J = dD/dx`, with
 
         v = A^T (r^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat),   r^2 = sigma^2 d^2 / (sigma^2 + d^2)
 
-    computed through the SVD when `sigma_y > 0`; noise-free it is `(A^+ y - A^+ A x0_hat) / r^2`
-    = `(project(x0_hat, y) - x0_hat) / r^2`, which also serves nonlinear operators with a
-    consistency projection (clipping), as the paper's pseudo-inverse `h(y)` does.
-    For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
+    computed through the SVD when `sigma_y > 0` (an operator in the model's space only);
+    noise-free it is `(A^+ y - A^+ A x0_hat) / r^2` (`noise_free_direction`: `project(x0_hat, y) -
+    x0_hat`, or, for an operator seen through a codec's decode, the adjoint of the linearised
+    `A(decode(.))`). For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
 
     `gaussian_bound` caps the norm of the step `sigma^2 J^T v` at that of the Gaussian prior's,
     `r^2 v` (where `sigma^2 J = r^2 I`). A learned `J` at large sigma multiplies its errors by
@@ -356,7 +416,7 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
         x0, vjp = jax.vjp(lambda x: denoiser(x, sigma), x)
         r2 = sigma**2 * data_std**2 / (sigma**2 + data_std**2)
         if svd is None:
-            v = (operator.project(x0, y) - x0) / r2
+            v = noise_free_direction(operator, x0, y) / r2
         else:
             gain = svd.s / (r2 * svd.s**2 + operator.noise_sigma**2)
             v = svd.v(gain * svd.ut(operator.support(y - operator.apply(x0)))).astype(x.dtype)
@@ -370,7 +430,7 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
     return wrapped
 
 
-@register_method("pigdm", defaults={"data_std": data_std_of})
+@register_method("pigdm", requires_if_noisy=("svd",), defaults={"data_std": data_std_of})
 def pigdm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
           sampler_options=None, data_std: float = 1.0, scale: float = 1.0, gaussian_bound: bool = True):
     """Pseudo-inverse guided diffusion; see `pigdm_denoiser`."""
@@ -403,7 +463,8 @@ def ddnm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0):
     return wrapped
 
 
-@register_method("ddnm", defaults={"data_std": data_std_of})
+@register_method("ddnm", requires=("model_space",), requires_if_noisy=("svd",),
+                 defaults={"data_std": data_std_of})
 def ddnm(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
          sampler_options=None, data_std: float = 1.0):
     """Denoising diffusion null-space model; see `ddnm_denoiser`."""

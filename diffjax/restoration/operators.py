@@ -13,21 +13,29 @@ those with a cheap singular value decomposition (`has_svd`) add `svd(x_shape)`, 
 noisy DDNM and noisy PiGDM run. Masks keep y in the shape of x with zeros where nothing was
 measured, so A = diag(m) = A^T = A^+.
 
-This file holds the interfaces, the masks, the identity (denoising) and a dense matrix (toy);
-clipping is in `clipping.py`; Fourier-domain filters, decimation and reverberation in `filters.py`.
+Every registered operator acts on the space it measures (capability 'model_space'). A model that
+works in a codec's space z (a latent autoencoder's, a complex STFT) sees the operator through the
+codec's differentiable `decode`: `in_model_space` wraps it as `DecodedOperator`, `A(decode(z))`,
+which has `apply`, `measure`, `support` and (through `jax.vjp`) the gradients DPS and PiGDM need,
+but no projection, pseudo-inverse or SVD.
+
+This file holds the interfaces, the masks, the identity (denoising), a dense matrix (toy) and the
+decoded view; clipping is in `clipping.py`; Fourier-domain filters, decimation and reverberation in
+`filters.py`.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
 import functools
-from typing import Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffjax.audio.codecs import CODECS
 from diffjax.registry import Registry
 
 Array = jax.Array
@@ -56,6 +64,17 @@ def register_operator(name: str, *, builds: Optional[type] = None):
 def svd_operator_names() -> list[str]:
     """Names of the registered operators with a known SVD (for DDRM and noisy DDNM/PiGDM)."""
     return [n for n in OPERATORS.names() if OPERATORS.meta(n)["builds"].has_svd]
+
+
+# What a restoration method may require of an operator (`AbstractOperator.capabilities`).
+CAPABILITIES = {
+    "linear": "a linear A",
+    "svd": "a known singular value decomposition of A",
+    "lowpass": "a low-pass filter with a sample rate",
+    "noise_free": "a noise-free measurement (noise_sigma = 0)",
+    "model_space": "A acting on the model's own space, where its projection, pseudo-inverse, SVD and "
+                   "replacement exist (not A(decode(z)) through a codec)",
+}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -99,13 +118,14 @@ class AbstractOperator(abc.ABC):
     is_lowpass: ClassVar[bool] = False  # a low-pass filter with a `sample_rate` (blind_bwe fits its own)
     time_invariant: ClassVar[bool] = True  # False: depends on the position (masks), see longform
     local: ClassVar[bool] = True  # False: spreads samples further than a chunk overlap (reverb)
+    acts_in_model_space: ClassVar[bool] = True  # False: A(decode(z)) (`DecodedOperator`)
     noise_sigma: float
 
     def capabilities(self) -> frozenset[str]:
         """What a restoration method may require of this operator (`METHODS.meta(m)["requires"]`):
-        'linear', 'svd', 'lowpass', 'noise_free' (`noise_sigma == 0`)."""
+        the names of `CAPABILITIES` that hold."""
         facts = {"linear": self.is_linear, "svd": self.has_svd, "lowpass": self.is_lowpass,
-                 "noise_free": self.noise_sigma == 0}
+                 "noise_free": self.noise_sigma == 0, "model_space": self.acts_in_model_space}
         return frozenset(name for name, holds in facts.items() if holds)
 
     def longest_gap(self, length: int) -> int:
@@ -380,3 +400,70 @@ def linear(*, matrix, noise_sigma: float = 0.0) -> Matrix:
              f"linear: matrix must be [M, D] with M <= D, got shape {matrix.shape}")
     _require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
     return Matrix(matrix=matrix, noise_sigma=float(noise_sigma))
+
+
+# --------------------------------------------------------------------------------------
+# The operator seen from a codec's space: A(decode(z))
+# --------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class DecodedOperator(AbstractOperator):
+    """`z -> A(decode(z, length))`: the waveform operator `inner` seen by a model that works in a
+    codec's space z (`[B, T, D]` latents of an autoencoder, a complex STFT).
+
+    `apply`, `measure` and `support` are the inner operator's on the decoded audio, and `jax.vjp`
+    of `apply` is the adjoint of the linearised composite (DPS, noise-free PiGDM). It lacks the
+    capability 'model_space': a projection, pseudo-inverse, SVD or replacement in z would need the
+    inverse of the decoder, so `project` raises and every method that needs one declares it.
+    """
+
+    acts_in_model_space: ClassVar[bool] = False
+    time_invariant: ClassVar[bool] = False  # `longest_gap` asks the inner operator's support
+    local: ClassVar[bool] = False  # a decoder spreads each latent frame over many samples
+    inner: AbstractOperator
+    codec: Any = flax.struct.field(pytree_node=False)
+    length: int = flax.struct.field(pytree_node=False)
+
+    @property
+    def noise_sigma(self) -> float:
+        return self.inner.noise_sigma
+
+    def decode(self, z: Array) -> Array:
+        """z `[B, ...]` -> audio `[B, length, C]` (the codec's differentiable decode)."""
+        return self.codec.decode(z, self.length)
+
+    def apply(self, z):
+        return self.inner.apply(self.decode(z))
+
+    def project(self, z, y):
+        raise ValueError(f"{type(self.inner).__name__} through the {type(self.codec).__name__} codec's decode has "
+                         "no projection, pseudo-inverse or SVD in the model's space (the capability "
+                         "'model_space'): use a method that needs only A(decode(z)) and its gradient "
+                         "(`diffjax.restoration.applicable_methods(operator)` lists them)")
+
+    def support(self, y):
+        return self.inner.support(y)
+
+
+def differentiable_codecs() -> list[str]:
+    """Names of the registered codecs whose `decode` is differentiable (restoration works in them)."""
+    return [n for n in CODECS.names() if CODECS.get(n).decode_is_differentiable]
+
+
+def in_model_space(operator: AbstractOperator, codec, length: int) -> AbstractOperator:
+    """The operator on the space of a model that works in `codec`: `operator` itself for the
+    identity codec, `DecodedOperator(operator)` for a codec whose `decode` is differentiable.
+
+    Args:
+      operator: a degradation of audio `[B, length, C]`.
+      codec: the model's codec (its facts `is_identity`, `decode_is_differentiable` are asked).
+      length: samples of the audio the operator measures (`decode(z, length)`).
+    """
+    if codec.is_identity:
+        return operator
+    if not codec.decode_is_differentiable:
+        raise ValueError(f"the {type(codec).__name__} codec's decode is not differentiable, so no restoration "
+                         f"method can guide a model in its space by a measurement of the audio; codecs that "
+                         f"work: {', '.join(differentiable_codecs())}")
+    return DecodedOperator(inner=operator, codec=codec, length=int(length))

@@ -62,7 +62,7 @@ def repaint_nfe(sampler: str, num_steps: int, *, jump_length=None, resamples: in
     return rows.shape[0] * sampling.nfe(sampler, int(jump), **(sampler_options or {}))
 
 
-@register_method("repaint", nfe=repaint_nfe)
+@register_method("repaint", nfe=repaint_nfe, requires=("model_space",))
 def repaint(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
             sampler_options=None, jump_length=None, resamples: int = 5):
     """RePaint: replacement plus resampling jumps (Lugmayr et al. 2022), on any sampler.
@@ -110,7 +110,7 @@ def sdedit_nfe(sampler: str, num_steps: int, *, strength: float = 0.5, sampler_o
     return sampling.nfe(sampler, num_steps - k, **(sampler_options or {}))
 
 
-@register_method("sdedit", nfe=sdedit_nfe)
+@register_method("sdedit", nfe=sdedit_nfe, requires=("model_space",))
 def sdedit(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", anchor=None,
            sampler_options=None, strength: float = 0.5, guide=None, consistency: str = "none"):
     """SDEdit (Meng et al. 2022): noise a guide to the level of `strength` and denoise.
@@ -118,8 +118,9 @@ def sdedit(denoiser, operator, y, x_init, sigmas, *, key, sampler="euler", ancho
     Args:
       strength: the fraction of the grid that is run (1 = sample from scratch); the guide is
         noised to `sigmas[k]`, `k = round((1 - strength) N)`.
-      guide: the starting point; default `project(0, y)`, the minimum-norm consistent signal
-        (`A^+ y`; the input itself for clipping and denoising).
+      guide: the starting point in the model's space; default `project(0, y)`, the minimum-norm
+        consistent signal (`A^+ y`; the input itself for clipping and denoising), which is why it
+        requires 'model_space' (an explicit guide with consistency='none' needs no projection).
       consistency: 'none' (plain editing) or 'replacement' (SDEdit + replacement, for restoration).
     """
     if consistency not in ("none", "replacement"):

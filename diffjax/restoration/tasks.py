@@ -24,8 +24,8 @@ import numpy as np
 from diffjax import sampling
 from diffjax.registry import Registry
 from diffjax.restoration.longform import restore_long, windowed_denoiser
-from diffjax.restoration.methods import get_method, method_nfe
-from diffjax.restoration.operators import get_operator
+from diffjax.restoration.methods import get_method, method_nfe, require_applicable
+from diffjax.restoration.operators import get_operator, in_model_space
 
 log = logging.getLogger("diffjax")
 
@@ -200,23 +200,50 @@ def eval_length(task_name: str, model) -> int:
 # --------------------------------------------------------------------------------------
 
 
+def restorable_length(model) -> Optional[int]:
+    """The longest input `restore_audio` takes: any (None) for a waveform model, which restores long
+    inputs in chunks; the context for a model in a codec's space, which restores in one pass."""
+    return None if model.codec.is_identity else context_length(model)
+
+
 def restoration_mode(model, operator, length: int) -> str:
     """'single' (one pass at the input's length), 'chunked' (`longform.restore_long`: other lengths,
-    or a gap longer than a quarter of the context) or 'windowed' (longer inputs under a non-local
-    operator, which cannot be cut: one pass with `longform.windowed_denoiser`)."""
+    or a gap longer than a quarter of the context), 'windowed' (longer inputs under a non-local
+    operator, which cannot be cut: one pass with `longform.windowed_denoiser`) or 'decoded' (a model
+    in a codec's space, e.g. a latent model: one pass over its context with the operator applied to
+    `decode(z)`, `operators.in_model_space`; inputs up to the context)."""
     context = context_length(model)
+    longest = restorable_length(model)
+    if longest is not None:
+        if length > longest:
+            raise ValueError(f"this model works in a codec's space ({type(model.codec).__name__}) and restores at "
+                             f"most its context of {longest} samples ({longest / model.spec.sample_rate:g} s) in "
+                             f"one pass; got {length} samples. Cut the input, or restore with a waveform model "
+                             "(long inputs are restored in chunks)")
+        return "decoded"
     if not operator.local:
         return "windowed" if length > context else "single"
     long_gap = operator.longest_gap(length) > context / 4
     return "chunked" if length != context or long_gap else "single"
 
 
+def check_restorable(model, operator, method: str, options: Mapping[str, Any], length: int) -> None:
+    """Raises, before any work, unless `model` can restore `length` samples degraded by `operator`
+    with `method` (`options`): the input fits (`restoration_mode`) and the operator, as the model
+    sees it (`operators.in_model_space`), has what the method needs (`methods.require_applicable`)."""
+    restoration_mode(model, operator, length)
+    require_applicable(method, in_model_space(operator, model.codec, length), options)
+
+
 def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps", sampler: str = "heun",
                   nfe: int = 49, grid: str = "karras", seed: int = 0, length: Optional[int] = None,
                   overlap_seconds: float = 0.1, chunks_per_call: Optional[int] = None,
                   **options) -> tuple[jax.Array, dict]:
-    """Restores `x` `[B, length, C]` from `y` with `denoiser` (a waveform model's, e.g.
-    `model.denoiser(params)`); `model` supplies the process and the context (`model.spec`).
+    """Restores `x` `[B, length, C]` from `y` with `denoiser` (`model.denoiser(params)`); `model`
+    supplies the process, the context (`model.spec`) and the codec. A model in a codec's space
+    (a latent model) samples z in `model.latent_shape` against `A(decode(z))` and returns
+    `model.codec.decode(z, length)`; a method that needs the operator in the model's space is
+    refused, naming the methods that work (`methods.require_applicable`).
 
     `nfe` is the sampler's budget on the base grid (RePaint multiplies it); a budget the sampler
     cannot spend exactly is an error naming the nearest valid ones (`sampling.steps_for_nfe`).
@@ -230,7 +257,9 @@ def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps
     sigmas = sampling.grid_for_process(model.process, grid, num_steps)
     total_nfe = method_nfe(method, sampler, num_steps, **options)
     key = jax.random.PRNGKey(seed)
+    check_restorable(model, operator, method, options, length)
     mode = restoration_mode(model, operator, length)
+    model_operator = in_model_space(operator, model.codec, length)
     overlap = min(int(round(overlap_seconds * sample_rate)), context // 2)
     tic = time.time()
     if mode == "chunked":
@@ -246,9 +275,12 @@ def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps
             denoiser = windowed_denoiser(denoiser, length=length, chunk_length=context, overlap=overlap,
                                          chunks_per_call=chunks_per_call)
         restore = get_method(method)
-        x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(key, 1 << 20), (y.shape[0], length, y.shape[2]))
-        x = jax.jit(lambda y, x_init: restore(denoiser, operator, y, x_init, sigmas, key=key,
+        shape = tuple(model.latent_shape) if mode == "decoded" else (length, y.shape[2])
+        x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(key, 1 << 20), (y.shape[0],) + shape)
+        x = jax.jit(lambda y, x_init: restore(denoiser, model_operator, y, x_init, sigmas, key=key,
                                               sampler=sampler, **options))(y, x_init)
+        if mode == "decoded":
+            x = model.codec.decode(x, length)
     x = jnp.clip(jax.block_until_ready(x), -1.0, 1.0)
     seconds = time.time() - tic
     return x, {"nfe": total_nfe, "num_steps": num_steps, "seconds": seconds, "mode": mode,

@@ -16,8 +16,9 @@ from diffjax.training.state import TrainState, update_emas
 # loss_fn(params, batch, key, extra) -> (per-example loss [B], aux: dict of [B] or scalar arrays),
 # extra = {"step": int32 [], "method_state": the state's method_state}
 LossFn = Callable[[Any, Any, jax.Array, dict], tuple[jax.Array, dict]]
-# update_method_state(method_state, new_params, step) -> method_state, after the optimiser update
-MethodUpdate = Callable[[Any, Any, jax.Array], Any]
+# update_method_state(method_state, new_params, step, batch, key) -> method_state, after the
+# optimiser update (an adversarial method updates its discriminator here, on the same batch and key)
+MethodUpdate = Callable[[Any, Any, jax.Array, Any, jax.Array], Any]
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -50,7 +51,7 @@ def make_train_step(loss_fn: LossFn, ema_decays: Sequence[float], *,
         params = optax.apply_updates(state.params, updates)
         ema_params = update_emas(state.ema_params, params, decays)
         method_state = (state.method_state if update_method_state is None
-                        else update_method_state(state.method_state, params, state.step))
+                        else update_method_state(state.method_state, params, state.step, batch, key))
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                   ema_params=ema_params, method_state=method_state)
         finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)

@@ -67,7 +67,7 @@ def test_the_objective_keeps_its_state_beside_the_weights():
     leaves = jax.tree.leaves
     assert any(bool(jnp.any(a != b)) for a, b in zip(leaves(state.params), leaves(state.method_state["target"])))
     target = objective.init_method_state(state.params)["target"]
-    moved = objective.update_method_state({"target": target}, jax.tree.map(jnp.zeros_like, target), 0)["target"]
+    moved = objective.update_method_state({"target": target}, jax.tree.map(jnp.zeros_like, target), 0, None, None)["target"]
     jax.tree.map(lambda m, t: np.testing.assert_allclose(m, 0.95 * t, rtol=1e-6), moved, target)
 
     _, state = _train_directly(distill_ct.get_config("toy,smoke"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from diffjax import sampling, toy
+from diffjax.audio.codecs import get_codec
 from diffjax.restoration import (METHODS, applicable, get_method, get_operator, method_nfe, method_options,
                                  restore_long, unmet_requirements)
 from diffjax.restoration.exact import gaussian_mixture_posterior
@@ -176,7 +177,8 @@ def test_method_metadata_states_requirements_defaults_and_options():
     registration; applicability is asked of the operator's capabilities, not its class."""
     lowpass = get_operator("butterworth", cutoff=1000.0, sample_rate=8000)
     clip = get_operator("hard_clip", threshold=0.5)
-    assert METHODS.meta("ddrm")["requires"] == ("svd",) and METHODS.meta("blind_bwe")["requires"] == ("lowpass",)
+    assert METHODS.meta("ddrm")["requires"] == ("svd", "model_space")
+    assert METHODS.meta("blind_bwe")["requires"] == ("lowpass", "model_space")
     assert applicable("ddrm", lowpass) and not applicable("ddrm", clip)
     assert applicable("blind_bwe", lowpass) and not applicable("blind_bwe", get_operator("identity"))
     noisy = get_operator("identity", noise_sigma=0.1)
@@ -192,7 +194,7 @@ def test_method_metadata_states_requirements_defaults_and_options():
 def test_an_impossible_nfe_names_the_nearest_budgets():
     """Heun spends 1, 3, 5, ... NFE: a budget of 10 is refused, not silently run as 9 (issue 20)."""
     model = DiffusionModel(process=get_sde("ve", sigma_min=0.002, sigma_max=10.0), precond=None, network=None,
-                           codec=None, conditioners={}, spec=DataSpec(shape=(64, 1), sample_rate=1000))
+                           codec=get_codec("waveform"), conditioners={}, spec=DataSpec(shape=(64, 1), sample_rate=1000))
     y = jnp.zeros((1, 64, 1))
     with pytest.raises(ValueError, match="cannot spend exactly 10 NFE.*9 and 11"):
         restore_audio(model, white_gaussian_denoiser, get_operator("identity", noise_sigma=0.1), y,
@@ -242,7 +244,8 @@ def test_a_long_dereverb_runs_once_with_the_windowed_denoiser():
     """A non-local operator (reverb, 0.3 s RIR) on 0.7 s: one pass over the whole signal, equal to
     running the method with a denoiser of unlimited context; a gap takes the chunked path."""
     model = DiffusionModel(process=get_sde("ve", sigma_min=0.002, sigma_max=10.0), precond=None, network=None,
-                           codec=None, conditioners={}, spec=DataSpec(shape=(256, 1), sample_rate=1000))
+                           codec=get_codec("waveform"), conditioners={},
+                           spec=DataSpec(shape=(256, 1), sample_rate=1000))
     op = get_operator("reverb", sample_rate=1000, rt60=0.3)
     x_true = 0.3 * jax.random.normal(jax.random.PRNGKey(7), (2, 700, 1))
     y = op.apply(x_true)

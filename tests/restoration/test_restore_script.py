@@ -197,4 +197,4 @@ def test_a_mel_model_is_refused_before_its_weights_load(tmp_path):
     workdir_lib.save_config(str(tmp_path), default.get_config())
     workdir_lib.save_spec(str(tmp_path), DataSpec(shape=(16000, 1), sample_rate=SR))
     with pytest.raises(ValueError, match="restoration needs a waveform model.*configs/waveform.py"):
-        job.load_waveform_model(str(tmp_path))
+        job.load_restorable_model(str(tmp_path))

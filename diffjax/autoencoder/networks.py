@@ -1,0 +1,355 @@
+"""The audio autoencoder: an Oobleck/DAC-style 1-D convolutional encoder and decoder (flax.linen,
+channels-last [B, L, C]), registered in `AUTOENCODERS`.
+
+Architecture (DAC, Kumar et al. 2023, sec. 3 and fig. 1; stable-audio-tools `OobleckEncoder` /
+`OobleckDecoder`, reimplemented):
+- `Snake`: x + 1/(alpha + eps) sin^2(alpha x) with a learned per-channel alpha (Ziyin et al.
+  2020; DAC sec. 3.1), stored in log scale by default (alpha = exp(log_alpha), initially 1).
+- `WNConv` / `WNConvTranspose`: convolutions with weight normalisation w = g v / ||v|| (Salimans
+  & Kingma 2016, eq. 2), the norm taken per output channel as torch's `weight_norm(dim=0)`.
+- `ResidualUnit(dilation)`: x + conv1x1(snake(conv7_dilated(snake(x)))); dilations (1, 3, 9).
+- `EncoderBlock(stride)`: three residual units, snake, then a conv of kernel 2s, stride s.
+  `DecoderBlock(stride)`: snake, a transposed conv of kernel 2s, stride s, then three residual
+  units. Each stride s changes the length exactly by s (padding ceil(s/2) as the reference on the
+  encoder side; on the decoder side padding that gives exactly L * s for any s).
+- Encoder: conv7 -> EncoderBlocks with channels `channels * (1,) + c_mults` -> snake -> conv3 to
+  the bottleneck's input channels (2 * latent_dim for the VAE). Decoder: conv7 from latent_dim ->
+  DecoderBlocks in reverse -> snake -> conv7 (no bias) to `io_channels`, no tanh (Stable Audio
+  Open's `final_tanh: false`).
+
+Sizes (`AUTOENCODER_SIZES`; parameter counts from `parameter_count`, via `jax.eval_shape`):
+
+    size   io  channels  c_mults           strides          hop   latent  parameters
+    tiny   1   8         (1, 2)            (2, 4)           8     4            21,589
+    small  1   16        (1, 2, 4, 8)      (2, 4, 4, 8)     256   32          968,685
+    large  2   128       (1, 2, 4, 8, 16)  (2, 4, 4, 8, 8)  2048  64      156,957,316
+
+`large` is the shape of Stable Audio Open 1.0's autoencoder (model_config.json "pretransform":
+oobleck encoder and decoder, channels 128, c_mults [1, 2, 4, 8, 16], strides [2, 4, 4, 8, 8],
+latent_dim 64, io_channels 2, VAE; Evans et al. 2024 report 156M parameters). Ours is within
+0.7% of 156M; the small differences from the torch model: one alpha per channel per Snake
+instead of SnakeBeta's separate alpha and beta, and the weight-norm gain of a transposed conv
+per output channel instead of torch's per input channel.
+
+`small` is the CPU quick start at 16 kHz mono: 1 s -> 63 latent frames of 32 channels (a 7.9x
+reduction of the number of values, 62.5 latent frames/s); see the README of this package's
+report for measured steps/s.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from diffjax.autoencoder.bottleneck import BOTTLENECKS, AbstractBottleneck
+from diffjax.models.base import preset_parameters
+from diffjax.registry import Registry
+
+Dtype = Any
+
+AUTOENCODERS = Registry("autoencoder")
+
+DILATIONS = (1, 3, 9)  # per residual unit (WaveNet-style growth, DAC sec. 3.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------
+
+def weight_norm(v: jax.Array, g: jax.Array) -> jax.Array:
+    """w = g v / ||v|| (Salimans & Kingma 2016, eq. 2), the norm over every axis but the last
+    (output channels). v [*kernel, C_in, C_out], g [C_out] -> w like v."""
+    norm = jnp.sqrt(jnp.sum(v ** 2, axis=tuple(range(v.ndim - 1)), keepdims=True))
+    return _per_channel(g, v.ndim) * v / jnp.maximum(norm, 1e-12)
+
+
+def _per_channel(a: jax.Array, ndim: int) -> jax.Array:
+    """A [C] vector shaped to broadcast over the last axis of a rank-`ndim` array."""
+    return a.reshape((1,) * (ndim - 1) + (-1,))
+
+
+class Snake(nn.Module):
+    """snake(x) = x + 1/(alpha + 1e-9) sin^2(alpha x), one learned alpha per channel (last axis).
+
+    `logscale`: alpha = exp(param), initialised at 1 either way."""
+
+    logscale: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.zeros if self.logscale else nn.initializers.ones
+        alpha = self.param("alpha", init, (x.shape[-1],), jnp.float32)
+        alpha = jnp.exp(alpha) if self.logscale else alpha
+        alpha = _per_channel(alpha, x.ndim).astype(self.dtype)
+        x = x.astype(self.dtype)
+        return x + jnp.sin(alpha * x) ** 2 / (alpha + 1e-9)
+
+
+# torch's default conv init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)),
+# as the reference models start from; LeCun-normal's 3x larger variance makes the 24-conv-deep
+# small model's initial output ~10x its input.
+_TORCH_DEFAULT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def _wn_kernel(module: nn.Module, shape: tuple[int, ...]) -> jax.Array:
+    """Creates the weight-normalised kernel's parameters `v` and `g` (g = ||v|| initially, so the
+    initial weight is `v`'s draw) and returns w = g v / ||v||."""
+    v = module.param("v", _TORCH_DEFAULT, shape, jnp.float32)
+    g = module.param("g", lambda _: jnp.sqrt(jnp.sum(v ** 2, axis=tuple(range(v.ndim - 1)))))
+    return weight_norm(v, g)
+
+
+class WNConv(nn.Module):
+    """Weight-normalised N-d convolution, channels-last ([B, L, C] or [B, T, F, C]).
+
+    `padding` is lax's: "SAME" or one (low, high) pair per spatial axis."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] | None = None
+    dilation: Sequence[int] | None = None
+    padding: str | Sequence[tuple[int, int]] = "SAME"
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nd = len(self.kernel_size)
+        kernel = _wn_kernel(self, (*self.kernel_size, x.shape[-1], self.features))
+        spatial = "HWD"[:nd] if nd > 1 else "W"
+        y = jax.lax.conv_general_dilated(
+                x.astype(self.dtype), kernel.astype(self.dtype),
+                window_strides=tuple(self.strides or (1,) * nd),
+                padding=self.padding if isinstance(self.padding, str) else tuple(self.padding),
+                rhs_dilation=tuple(self.dilation or (1,) * nd),
+                dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + _per_channel(bias, y.ndim).astype(self.dtype)
+        return y
+
+
+class WNConvTranspose(nn.Module):
+    """Weight-normalised 1-d transposed convolution, kernel 2s and stride s: [B, L, C] ->
+    [B, L * s, features] exactly (an input-dilated convolution; padding sums to 3s - 2)."""
+
+    features: int
+    stride: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = self.stride
+        k = 2 * s
+        kernel = _wn_kernel(self, (k, x.shape[-1], self.features))
+        low = k - 1 - math.ceil(s / 2)  # torch ConvTranspose1d(padding=ceil(s/2)) for even s
+        y = jax.lax.conv_general_dilated(
+                x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1,),
+                padding=((low, 3 * s - 2 - low),), lhs_dilation=(s,),
+                dimension_numbers=("NWC", "WIO", "NWC"))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return y + _per_channel(bias, y.ndim).astype(self.dtype)
+
+
+class ResidualUnit(nn.Module):
+    """x + conv1(snake(conv7_dilated(snake(x)))), channels kept (DAC sec. 3.1)."""
+
+    dilation: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        h = Snake(dtype=self.dtype)(x)
+        pad = 3 * self.dilation
+        h = WNConv(c, (7,), dilation=(self.dilation,), padding=((pad, pad),), dtype=self.dtype)(h)
+        h = Snake(dtype=self.dtype)(h)
+        h = WNConv(c, (1,), dtype=self.dtype)(h)
+        return x + h
+
+
+class EncoderBlock(nn.Module):
+    """Residual units (dilations 1, 3, 9), snake, conv of kernel 2s and stride s: [B, L, C] ->
+    [B, L / s, features] (L a multiple of s)."""
+
+    features: int
+    stride: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for d in DILATIONS:
+            x = ResidualUnit(d, dtype=self.dtype)(x)
+        x = Snake(dtype=self.dtype)(x)
+        p = math.ceil(self.stride / 2)
+        return WNConv(self.features, (2 * self.stride,), strides=(self.stride,),
+                      padding=((p, p),), dtype=self.dtype)(x)
+
+
+class DecoderBlock(nn.Module):
+    """Snake, transposed conv of kernel 2s and stride s, residual units (dilations 1, 3, 9):
+    [B, L, C] -> [B, L * s, features]."""
+
+    features: int
+    stride: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = Snake(dtype=self.dtype)(x)
+        x = WNConvTranspose(self.features, self.stride, dtype=self.dtype)(x)
+        for d in DILATIONS:
+            x = ResidualUnit(d, dtype=self.dtype)(x)
+        return x
+
+
+class Encoder(nn.Module):
+    """[B, L, io] -> [B, L / prod(strides), out_channels] (L a multiple of prod(strides))."""
+
+    channels: int
+    c_mults: Sequence[int]
+    strides: Sequence[int]
+    out_channels: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        widths = [self.channels * m for m in (1, *self.c_mults)]
+        x = WNConv(widths[0], (7,), padding=((3, 3),), dtype=self.dtype)(x)
+        for width, stride in zip(widths[1:], self.strides):
+            x = EncoderBlock(width, stride, dtype=self.dtype)(x)
+        x = Snake(dtype=self.dtype)(x)
+        return WNConv(self.out_channels, (3,), padding=((1, 1),), dtype=self.dtype)(x)
+
+
+class Decoder(nn.Module):
+    """[B, T, latent] -> [B, T * prod(strides), io_channels]."""
+
+    channels: int
+    c_mults: Sequence[int]
+    strides: Sequence[int]
+    io_channels: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        widths = [self.channels * m for m in (1, *self.c_mults)]
+        x = WNConv(widths[-1], (7,), padding=((3, 3),), dtype=self.dtype)(z)
+        for width, stride in zip(widths[-2::-1], self.strides[::-1]):
+            x = DecoderBlock(width, stride, dtype=self.dtype)(x)
+        x = Snake(dtype=self.dtype)(x)
+        return WNConv(self.io_channels, (7,), padding=((3, 3),), use_bias=False,
+                      dtype=self.dtype)(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The autoencoder
+# ---------------------------------------------------------------------------------------------
+
+class AudioAutoencoder(nn.Module):
+    """Waveform [B, L, C] <-> latent [B, T, D], T = ceil(L / hop), hop = prod(strides).
+
+    Methods (called as `module.apply({"params": p}, ..., method=...)`):
+        encode_moments(audio [B, L, C]) -> (mean, std), each [B, T, D]
+        decode(z [B, T, D]) -> audio [B, T * hop, C]  (the caller crops to its length)
+        __call__(audio [B, L, C], key) -> (reconstruction [B, L, C], aux)
+    Parameters are float32; `dtype` is the compute dtype; outputs are float32.
+    """
+
+    io_channels: int = 1
+    channels: int = 16
+    c_mults: Sequence[int] = (1, 2, 4, 8)
+    strides: Sequence[int] = (2, 4, 4, 8)
+    latent_dim: int = 32
+    bottleneck: str = "vae"  # a BOTTLENECKS name: 'vae' | 'none'
+    dtype: Dtype = jnp.float32
+
+    def __post_init__(self):
+        if len(self.c_mults) != len(self.strides):
+            raise ValueError(f"c_mults {tuple(self.c_mults)} and strides {tuple(self.strides)} "
+                             "need one entry per encoder block each")
+        BOTTLENECKS.get(self.bottleneck)  # an unknown name lists the valid ones
+        super().__post_init__()
+
+    @property
+    def hop(self) -> int:
+        """Samples per latent frame: prod(strides)."""
+        return math.prod(self.strides)
+
+    @property
+    def bottleneck_impl(self) -> AbstractBottleneck:
+        return BOTTLENECKS.get(self.bottleneck)()
+
+    def setup(self):
+        self.encoder = Encoder(self.channels, tuple(self.c_mults), tuple(self.strides),
+                               self.bottleneck_impl.encoder_channels(self.latent_dim),
+                               dtype=self.dtype)
+        self.decoder = Decoder(self.channels, tuple(self.c_mults), tuple(self.strides),
+                               self.io_channels, dtype=self.dtype)
+
+    def encode_moments(self, audio: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """audio [B, L, C] (zero-padded to T * hop) -> (mean, std) [B, T, D]; std = 0 for 'none'."""
+        length = audio.shape[1]
+        frames = -(-length // self.hop)
+        audio = jnp.pad(audio, ((0, 0), (0, frames * self.hop - length), (0, 0)))
+        h = self.encoder(audio).astype(jnp.float32)
+        return self.bottleneck_impl.moments(h)
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        """z [B, T, D] -> audio [B, T * hop, C] (float32)."""
+        return self.decoder(z).astype(jnp.float32)
+
+    def __call__(self, audio: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+        """Reconstruction [B, L, C] of audio [B, L, C] through a latent drawn with `key` (the
+        VAE's z = mean + std eps; 'none': z = mean), and aux {'kl' [B], 'mean', 'std' [B, T, D]}."""
+        mean, std = self.encode_moments(audio)
+        z = self.bottleneck_impl.sample(mean, std, key)
+        reconstruction = self.decode(z)[:, :audio.shape[1]]
+        return reconstruction, {"kl": self.bottleneck_impl.kl(mean, std), "mean": mean, "std": std}
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered sizes
+# ---------------------------------------------------------------------------------------------
+
+AUTOENCODER_SIZES = {
+        # Tests: hop 8.
+        "tiny": dict(io_channels=1, channels=8, c_mults=(1, 2), strides=(2, 4), latent_dim=4),
+        # CPU quick start, 16 kHz mono: hop 256 (62.5 latent frames/s), 32 latent channels.
+        "small": dict(io_channels=1, channels=16, c_mults=(1, 2, 4, 8), strides=(2, 4, 4, 8),
+                      latent_dim=32),
+        # Stable Audio Open 1.0's autoencoder (44.1 kHz stereo, hop 2048, 64 latent channels).
+        "large": dict(io_channels=2, channels=128, c_mults=(1, 2, 4, 8, 16),
+                      strides=(2, 4, 4, 8, 8), latent_dim=64),
+}
+
+
+@AUTOENCODERS.register("oobleck", parameters=preset_parameters(AudioAutoencoder, "size"))
+def autoencoder(size: str = "small", **overrides) -> AudioAutoencoder:
+    """The Oobleck autoencoder of `size` (AUTOENCODER_SIZES) with any field overridden; `dtype`
+    may be a string ('bfloat16')."""
+    if size not in AUTOENCODER_SIZES:
+        raise ValueError(f"unknown autoencoder size {size!r}; valid sizes: "
+                         f"{', '.join(AUTOENCODER_SIZES)}")
+    kw = {**AUTOENCODER_SIZES[size], **overrides}
+    kw["dtype"] = jnp.dtype(kw.get("dtype", "float32"))
+    kw["c_mults"], kw["strides"] = tuple(kw["c_mults"]), tuple(kw["strides"])
+    return AudioAutoencoder(**kw)
+
+
+def init_params(module: AudioAutoencoder, key: jax.Array, length: int | None = None) -> dict:
+    """The module's parameters, initialised on a zero clip of `length` samples (default one hop)."""
+    audio = jnp.zeros((1, length or module.hop, module.io_channels), jnp.float32)
+    return module.init(key, audio, jax.random.PRNGKey(0))["params"]
+
+
+def parameter_count(size: str = "small", **overrides) -> int:
+    """Number of parameters of `autoencoder(size, **overrides)`, from `jax.eval_shape` (allocates
+    nothing, so `large` is cheap to count)."""
+    module = autoencoder(size, **overrides)
+    shapes = jax.eval_shape(lambda: init_params(module, jax.random.PRNGKey(0)))
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))

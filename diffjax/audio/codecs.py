@@ -375,7 +375,7 @@ class LogMel(AbstractCodec):
         return jnp.sqrt(jnp.swapaxes(power, 2, 3))
 
     def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
-        """Approximate inverse (NNLS + fast Griffin-Lim, see the class docstring) -> [B, length, C]."""
+        """Approximate inverse (NNLS, fast Griffin-Lim; see the class docstring): [B, length, C]."""
         length = (z.shape[1] - 1) * self.hop if length is None else int(length)
         return _decode_mel(self, z, length)
 

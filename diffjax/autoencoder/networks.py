@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from diffjax.autoencoder.bottleneck import BOTTLENECKS, AbstractBottleneck
 from diffjax.models.base import preset_parameters
@@ -133,9 +134,45 @@ class WNConv(nn.Module):
         return y
 
 
+def upsample_taps(stride: int) -> np.ndarray:
+    """Which kernel tap of a transposed conv (kernel 2s, stride s) feeds output phase r from input
+    offset e - 1: int [3, s], -1 where none (see `transposed_conv`)."""
+    s, low = stride, transposed_padding(stride)
+    taps = -np.ones((3, s), np.int64)
+    for r in range(s):
+        k0, e0 = (low - r) % s, -((low - r) // s)  # y[m s + r] = w[k0] x[m + e0] + w[k0 + s] x[m + e0 + 1]
+        taps[e0 + 1, r], taps[e0 + 2, r] = k0, k0 + s
+    return taps
+
+
+def transposed_padding(stride: int) -> int:
+    """Low padding of the input-dilated form of the transposed conv, kernel 2s - 1 - ceil(s/2)
+    (torch's ConvTranspose1d(kernel 2s, stride s, padding ceil(s/2)) for even s); the high
+    padding is 3s - 2 - low, so the output has exactly L * s samples."""
+    return 2 * stride - 1 - math.ceil(stride / 2)
+
+
+def transposed_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Transposed 1-d conv, kernel [2s, C_in, C_out], stride s: x [B, L, C_in] -> [B, L s, C_out].
+
+    Equal to `lax.conv_general_dilated(x, kernel, (1,), ((low, 3s - 2 - low),), lhs_dilation=(s,))`
+    but computed in polyphase (sub-pixel) form: each output phase r = t mod s reads two taps, at
+    input offsets in {-1, 0, 1}, so one stride-1 conv of kernel 3 with s * C_out outputs followed
+    by interleaving gives it without multiplying the s - 1 inserted zeros. On XLA:CPU the
+    input-dilated conv's gradient took 7x longer (447 vs 61 ms, s = 2, [16, 8000, 16] -> 8).
+    """
+    s, (_, c_in, c_out) = stride, kernel.shape
+    taps = upsample_taps(s)
+    w3 = jnp.where(jnp.asarray(taps >= 0)[:, :, None, None], kernel[np.maximum(taps, 0)], 0)
+    w3 = jnp.transpose(w3, (0, 2, 1, 3)).reshape(3, c_in, s * c_out)  # [3, C_in, s * C_out]
+    y = jax.lax.conv_general_dilated(x, w3, (1,), ((1, 1),), dimension_numbers=("NWC", "WIO", "NWC"))
+    b, length, _ = y.shape
+    return y.reshape(b, length * s, c_out)
+
+
 class WNConvTranspose(nn.Module):
     """Weight-normalised 1-d transposed convolution, kernel 2s and stride s: [B, L, C] ->
-    [B, L * s, features] exactly (an input-dilated convolution; padding sums to 3s - 2)."""
+    [B, L * s, features] exactly (`transposed_conv`)."""
 
     features: int
     stride: int
@@ -143,14 +180,8 @@ class WNConvTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.stride
-        k = 2 * s
-        kernel = _wn_kernel(self, (k, x.shape[-1], self.features))
-        low = k - 1 - math.ceil(s / 2)  # torch ConvTranspose1d(padding=ceil(s/2)) for even s
-        y = jax.lax.conv_general_dilated(
-                x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1,),
-                padding=((low, 3 * s - 2 - low),), lhs_dilation=(s,),
-                dimension_numbers=("NWC", "WIO", "NWC"))
+        kernel = _wn_kernel(self, (2 * self.stride, x.shape[-1], self.features))
+        y = transposed_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return y + _per_channel(bias, y.ndim).astype(self.dtype)
 

@@ -13,6 +13,7 @@ import os
 import tempfile
 from typing import Any, Callable, Optional
 
+import jax
 import ml_collections
 
 from diffjax.model import AutoencoderModel, DataSpec, DiffusionModel, build_autoencoder_model, build_model
@@ -139,7 +140,9 @@ def codec_context(config) -> dict:
             "experiments/train.py --config configs/autoencoder.py --workdir runs/autoencoder) and set "
             "--config.codec.latent.workdir=runs/autoencoder")
     loaded = load(workdir, kind="autoencoder")
-    return {"autoencoder": loaded.model, "autoencoder_params": loaded.params}
+    # Host arrays: uncommitted, so jitted encode/decode run wherever their input lives (one device,
+    # or a batch sharded over all of them).
+    return {"autoencoder": loaded.model, "autoencoder_params": jax.device_get(loaded.params)}
 
 
 def model_for(config, spec: DataSpec) -> DiffusionModel | AutoencoderModel:

@@ -47,26 +47,34 @@ Masks (`cond` keys, 1 = valid):
 
 Parameter counts (`parameter_count(size, io_channels)`, from `jax.eval_shape`):
 
-    size    width depth heads patch  io  parameters
-    tiny       32     2     2     2   8        38,704  (tests)
-    small     256     6     4     1 128     7,370,112  (CPU quick start, mel frames)
-    base      768    12    12     1 128   130,580,352  (DiT-B shape; DiT-B/2 has 130M)
-    large    1536    24    24     1  64 1,103,462,848  (Stable Audio Open 1.0's shape)
+    size    width depth heads patch   io     parameters
+    tiny       32     2     2     2    8         46,192  (tests)
+    small     256     6     4     1  128      7,397,248  (CPU quick start, 128-band mel frames)
+    base      768    12    12     1  128    129,608,576  (DiT-B's shape; DiT-B/2 has 130M)
+    large    1536    24    24     1   64  1,103,126,080  (Stable Audio Open 1.0's shape)
 
 `large` takes the shape of Stable Audio Open 1.0's DiT (its model_config.json: embed_dim 1536,
-depth 24, num_heads 24, io_channels 64, patch_size 1, cond_token_dim 768, global_cond_dim 1536,
-"prepend" global conditioning, SwiGLU feed-forward of inner width 4 D, rotary on half of each head).
-Published: 1.06B; stable-audio-tools' code gives exactly 1,056,828,544 (24 blocks x 43,665,408 +
-8,858,752 for the embeddings and projections; derived in tests/models/test_dit.py). Ours is
-1,103,462,848, 4.4% more, because: (a) the adaLN-single modulation, 14.2M shared + 24 x 9,216 per
-block, and the adaLN final layer, 4.7M (Stable Audio Open has no adaLN: its time and global
-conditions enter only through the prepended token); (b) cross-attention keys and values projected
-768 -> 1536 (+1.2M per block, 28.3M in all; stable-audio-tools keeps them at 768 with 12 grouped
-key/value heads); (c) biases on every Dense and affine cross-attention LayerNorms (+0.2M); less
-(d) its 2-layer MLPs on the global condition and tokens (-5.9M: ours are one Dense each) and its
-256 timestep features (-0.2M: ours 128). With `modulation='block'` (DiT's per-block adaLN-Zero,
-the default of the other sizes) the large model has 1,443,422,656 parameters: adaLN-Zero costs
-6 D^2 per block, 27% of the total here, which is why PixArt-alpha introduced adaLN-single.
+depth 24, num_heads 24, io_channels 64, patch_size 1 (the default), cond_token_dim 768,
+global_cond_dim 1536, "prepend" global conditioning; stable-audio-tools' defaults: SwiGLU
+feed-forward of inner width 4 D, rotary embedding on 32 of the 64 features of each head).
+Published: 1.06B. stable-audio-tools' code gives exactly 1,056,828,544 = 24 blocks x 43,665,408
++ 8,858,752 outside the blocks (derived in tests/models/test_dit.py). Ours has 46,297,536 (4.4%)
+more:
+  + 19,107,840  adaLN: the adaLN-single shared Dense (14,164,992), 24 per-block tables (221,184)
+                and the final layer's adaLN (4,721,664). Stable Audio Open has no adaLN: time and
+                global condition enter only through its prepended token.
+  + 28,385,280  cross-attention keys and values projected 768 -> 1536 (stable-audio-tools keeps
+                them at 768: 12 grouped key/value heads, no biases).
+  +    184,320  biases on the attention projections, and an affine cross-attention LayerNorm
+                instead of three scale-only LayerNorms.
+  -  1,179,648  its 2-layer MLP on the conditioning tokens (ours: none; the key/value projections
+                take the tokens as they are).
+  -    200,256  its 256 Fourier timestep features and MLP (ours: 128) and its 1x1 pre/post
+                convolutions, less our biases; the global path costs the same (+3,072): its 2-layer
+                MLP G -> D -> D against our Dense G -> D plus the prepended token's Dense D -> D.
+With `modulation='block'` (DiT's per-block adaLN-Zero, the other sizes' default) the large model
+has 1,428,699,712 parameters: adaLN-Zero costs 6 D^2 per block, 24% of the total here, which is
+why PixArt-alpha introduced adaLN-single.
 """
 from __future__ import annotations
 

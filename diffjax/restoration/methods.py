@@ -187,8 +187,9 @@ def register_method(name: str, *, nfe: Callable[..., int] = sampler_nfe, require
 def method_nfe(method: str, sampler: str, num_steps: int, **options) -> int:
     """Denoiser calls per sample of `method` with `sampler` on a grid of `num_steps` levels.
 
-    DPS and PiGDM also backpropagate through each call (a vector-Jacobian product, ~2x its cost);
-    that is not counted in NFE.
+    DPS and PiGDM also backpropagate through each call (a vector-Jacobian product, ~2x its cost),
+    and for a latent model through the decoder as well (PiGDM: a VJP and a JVP); that is not
+    counted in NFE.
     """
     return int(METHODS.meta(method)["nfe"](sampler, num_steps, **options))
 
@@ -370,27 +371,25 @@ def noise_free_direction(operator, x0: Array, y: Array) -> Array:
 
     Where the operator acts on the model's space: `project(x0, y) - x0` (also the consistency
     projection of nonlinear operators, as the paper's pseudo-inverse `h(y)`). Through a codec's
-    decode (`DecodedOperator`, no pseudo-inverse in z): the adjoint of the linearised composite,
+    decode (`DecodedOperator`: no pseudo-inverse in z) it is approximated along the adjoint of the
+    linearised composite `J_c = d A(decode(z)) / dz` at x0 (VJP and JVP through the decoder):
 
-        J_c^T support(y - A(decode(x0))),   J_c = d A(decode(z)) / dz at x0,
+        g = J_c^T r,   r = support(y - A(decode(x0))),   A^+ r ~ alpha g,   alpha = |g|^2 / |J_c g|^2
 
-    i.e. `A^+ ~ A^T`, exact for a linear A with orthonormal rows in the model's space (masks,
-    brickwalls: there it equals `project(x0, y) - x0`). Through a decoder it is an approximation
-    (a pseudo-inverse of `J_c` would need a linear solve per step), the transposed-Jacobian
-    guidance of latent posterior sampling (PSLD, Rout et al. 2023, without its "gluing" term).
+    `alpha g` minimises `|r - J_c v|` along `g` (one steepest-descent step of the least-squares
+    problem `J_c v = r` from 0, i.e. one CGLS iteration). For a linear A with orthonormal rows
+    (masks, brickwalls; `A^+ = A^T`) alpha = 1 and it equals `project(x0, y) - x0`. Through a
+    decoder `J_c J_c^T` is far from I (alpha rescales the transposed-Jacobian step of latent
+    posterior sampling, e.g. PSLD, Rout et al. 2023, to the measurement's scale) and one step
+    leaves the part of `r` outside the span of `J_c g` unexplained: an approximation.
     """
     if operator.acts_in_model_space:
         return operator.project(x0, y) - x0
     measured, vjp = jax.vjp(operator.apply, x0)
-    residual = operator.support(y - measured)
-    (direction,) = vjp(residual)
-    if CAUCHY:
-        _, image = jax.jvp(operator.apply, (x0,), (direction,))
-        image = operator.support(image)
-        step = jnp.sum(direction**2, axis=tuple(range(1, x0.ndim))) / (jnp.sum(image**2, axis=tuple(range(1, image.ndim))) + 1e-30)
-        direction = direction * expand_batch(step, x0)
-    return direction
-CAUCHY = False
+    (g,) = vjp(operator.support(y - measured))  # J_c^T r
+    _, jg = jax.jvp(operator.apply, (x0,), (g,))  # J_c J_c^T r
+    step = per_example_norm(g) ** 2 / (per_example_norm(operator.support(jg)) ** 2 + 1e-30)
+    return g * expand_batch(step, x0)
 
 
 def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, scale: float = 1.0,
@@ -401,8 +400,9 @@ def pigdm_denoiser(denoiser, operator, y, x_shape, *, data_std: float = 1.0, sca
 
     computed through the SVD when `sigma_y > 0` (an operator in the model's space only);
     noise-free it is `(A^+ y - A^+ A x0_hat) / r^2` (`noise_free_direction`: `project(x0_hat, y) -
-    x0_hat`, or, for an operator seen through a codec's decode, the adjoint of the linearised
-    `A(decode(.))`). For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
+    x0_hat`, or, for an operator seen through a codec's decode, a least-squares step along the
+    adjoint of the linearised `A(decode(.))`, one VJP and one JVP through the decoder per call).
+    For a Gaussian prior with std `d` this makes `D'` the exact posterior mean.
 
     `gaussian_bound` caps the norm of the step `sigma^2 J^T v` at that of the Gaussian prior's,
     `r^2 v` (where `sigma^2 J = r^2 I`). A learned `J` at large sigma multiplies its errors by

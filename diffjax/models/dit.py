@@ -30,10 +30,11 @@ into C and restored at the end), with D = `width` and p = `patch_size`:
 Attention: `jax.nn.dot_product_attention` (logits and softmax in float32 whatever `dtype`), with
 optional RMSNorm of q and k per head (`qk_norm`; Dehghani et al. 2023, "Scaling Vision Transformers
 to 22 Billion Parameters", sec. 2.1). Rotary position embeddings (Su et al. 2021, RoFormer eq. 34)
-rotate the first `rope_dim = 2 floor(rope_fraction * head_dim / 2)` features of each self-attention
-query and key head by `m theta_i`, `theta_i = rope_theta^(-2i / rope_dim)`, with m the token index in
-patches (prepended tokens at 0..G-1). `rope_fraction=1` rotates the whole head; Stable Audio Open
-rotates 32 of 64 (0.5, GPT-J's partial rotary). Cross-attention keys carry no positions.
+rotate the first `rope_dim = 2 floor(rope_fraction * head_dim / 2)` features of each
+self-attention query and key head by `m theta_i`, `theta_i = rope_theta^(-2i / rope_dim)`, with m
+the token index in patches (prepended tokens at 0..G-1). `rope_fraction=1` rotates the whole
+head; Stable Audio Open rotates 32 of 64 (0.5, GPT-J's partial rotary). Cross-attention keys carry
+no positions.
 
 Masks (`cond` keys, 1 = valid):
   - 'sequence_mask' `[B, T]`: a patch is valid if any of its frames is valid; padded patches are
@@ -178,16 +179,17 @@ class Attention(nn.Module):
             q = apply_rope(q, positions, rope_dim=self.rope_dim, theta=self.rope_theta)
             k = apply_rope(k, positions, rope_dim=self.rope_dim, theta=self.rope_theta)
         out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])  # [B, N, H, Dh]
-        return nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, name="out",
-                               kernel_init=_zeros if self.zero_init else nn.linear.default_kernel_init
-                               )(out)
+        init = _zeros if self.zero_init else nn.linear.default_kernel_init
+        out = nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, kernel_init=init, name="out")(out)
+        return out
 
 
 class MLP(nn.Module):
     """Token-wise feed-forward [B, N, D] -> [B, N, D] with `hidden` inner features.
 
     'gelu': `Dense(GELU(Dense(x)))` (DiT; tanh GELU). 'swiglu': `Dense(u * SiLU(g))` with
-    `[u, g] = Dense(x)` (Shazeer 2020, "GLU Variants Improve Transformer", eq. 6; Stable Audio Open).
+    `[u, g] = Dense(x)` (Shazeer 2020, "GLU Variants Improve Transformer", eq. 6; as Stable Audio
+    Open).
     """
 
     hidden: int
@@ -200,7 +202,8 @@ class MLP(nn.Module):
             u, g = jnp.split(nn.Dense(2 * self.hidden, dtype=self.dtype, name="fc_in")(x), 2, -1)
             h = u * nn.silu(g)
         else:
-            h = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, name="fc_in")(x), approximate=True)
+            h = nn.Dense(self.hidden, dtype=self.dtype, name="fc_in")(x)
+            h = nn.gelu(h, approximate=True)
         return nn.Dense(x.shape[-1], dtype=self.dtype, name="fc_out")(h)
 
 
@@ -241,17 +244,18 @@ class DiTBlock(nn.Module):
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = jnp.split(mod[:, None, :], 6, -1)
 
         u = modulate(_plain_norm(self.dtype, "norm_attn")(h), shift_a, scale_a)
-        h = h + gate_a * Attention(self.num_heads, self.qk_norm, self.rope_dim, self.rope_theta,
-                                   dtype=self.dtype, name="attn")(u, u, mask, positions)
+        attn = Attention(self.num_heads, qk_norm=self.qk_norm, rope_dim=self.rope_dim,
+                         rope_theta=self.rope_theta, dtype=self.dtype, name="attn")
+        h = h + gate_a * attn(u, u, mask, positions)
         if self.cross_attention:
             u = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm_cross")(h)
-            out = Attention(self.num_heads, self.qk_norm, zero_init=True, dtype=self.dtype,
-                            name="cross_attn")(u, tokens, tokens_mask)
+            out = Attention(self.num_heads, qk_norm=self.qk_norm, zero_init=True,
+                            dtype=self.dtype, name="cross_attn")(u, tokens, tokens_mask)
             any_token = jnp.any(tokens_mask, axis=-1)[:, None, None]  # no valid token: no branch
             h = h + jnp.where(any_token, out, jnp.zeros_like(out))
         u = modulate(_plain_norm(self.dtype, "norm_mlp")(h), shift_m, scale_m)
         hidden = int(self.mlp_ratio * d)
-        return h + gate_m * MLP(hidden, self.mlp, self.dtype, name="mlp")(u)
+        return h + gate_m * MLP(hidden, kind=self.mlp, dtype=self.dtype, name="mlp")(u)
 
 
 def _conditioning_vector(module: "DiT", c_noise: jax.Array, cond: dict, batch: int) -> jax.Array:
@@ -320,7 +324,8 @@ class DiT(nn.Module):
         if self.mlp not in MLP_KINDS:
             raise ValueError(f"unknown mlp {self.mlp!r}; valid: {', '.join(MLP_KINDS)}")
         if self.modulation not in MODULATIONS:
-            raise ValueError(f"unknown modulation {self.modulation!r}; valid: {', '.join(MODULATIONS)}")
+            raise ValueError(f"unknown modulation {self.modulation!r}; "
+                             f"valid: {', '.join(MODULATIONS)}")
         if not 0.0 <= self.rope_fraction <= 1.0:
             raise ValueError(f"rope_fraction must be in [0, 1]; got {self.rope_fraction}")
 
@@ -358,10 +363,11 @@ class DiT(nn.Module):
                                name="modulation")(block_c)
         block = nn.remat(DiTBlock) if self.remat else DiTBlock
         for i in range(self.depth):
-            h = block(self.num_heads, self.mlp_ratio, self.mlp, self.qk_norm, self.rope_dim,
-                      self.rope_theta, self.cross_attention_dim > 0, self.modulation == "single",
-                      self.dtype, name=f"block_{i}")(h, block_c, positions, mask, tokens,
-                                                     tokens_mask)
+            h = block(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, mlp=self.mlp,
+                      qk_norm=self.qk_norm, rope_dim=self.rope_dim, rope_theta=self.rope_theta,
+                      cross_attention=self.cross_attention_dim > 0,
+                      shared_modulation=self.modulation == "single", dtype=self.dtype,
+                      name=f"block_{i}")(h, block_c, positions, mask, tokens, tokens_mask)
 
         final = nn.Dense(2 * self.width, dtype=self.dtype, kernel_init=_zeros,
                          name="final_modulation")(nn.silu(c))
@@ -406,5 +412,5 @@ def parameter_count(size: str, io_channels: int, **overrides) -> int:
     model = dit(size, **overrides)
     x = jax.ShapeDtypeStruct((1, model.patch_size, io_channels), jnp.float32)
     c_noise = jax.ShapeDtypeStruct((1,), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, c_noise)
+    shapes = jax.eval_shape(lambda x, c: model.init(jax.random.PRNGKey(0), x, c), x, c_noise)
     return sum(math.prod(v.shape) for v in jax.tree.leaves(shapes))

@@ -18,6 +18,9 @@ EXAMPLES = {
                    {"label": jnp.array([1, 4]), "features": jnp.ones((B, 3, 10, 1))}),
         "unet2d": ({"size": "tiny", "num_classes": 4}, (B, 9, 17, 4), {"label": jnp.array([0, 4])}),
         "diffwave": ({"size": "tiny"}, (B, 512, 1), {"features": jnp.ones((B, 2, 10))}),
+        "dit": ({"size": "tiny", "num_classes": 4, "cross_attention_dim": 6, "global_dim": 3,
+                 "num_global_tokens": 1, "qk_norm": True}, (B, 15, 3),
+                {"label": jnp.array([1, 4]), "tokens": jnp.ones((B, 5, 6)), "global": jnp.ones((B, 3))}),
 }
 
 

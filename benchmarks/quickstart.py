@@ -51,7 +51,7 @@ flags.DEFINE_float("autoencoder_minutes", 3.0, "of a latent row's budget, the au
 flags.DEFINE_integer("num", 256, "samples per row for FD / IS / FD mel")
 flags.DEFINE_integer("pitch_num", 32, "samples per row for pitch confidence (pYIN is slow)")
 flags.DEFINE_string("classifier", "runs/classifier", "the project's classifier workdir")
-flags.DEFINE_string("out", "runs/quickstart_bench", "workdirs of the rows (replaced)")
+flags.DEFINE_string("out", "runs/quickstart_bench", "workdirs of the rows (replaced) and rows.jsonl")
 flags.DEFINE_bool("update_readme", False, "refresh README.md's quick-start candidates table")
 
 log = logging.getLogger("diffjax")
@@ -71,11 +71,12 @@ def candidate_config(name: str, autoencoder_workdir: str = ""):
 
 def with_budget(config, minutes: float, steps_per_s: float):
     """`config` stopped by `training.max_minutes`, its schedule sized for the steps that fit."""
-    planned = max(100, int(minutes * 60 * steps_per_s) // 100 * 100)
+    planned = max(50, int(0.9 * minutes * 60 * steps_per_s))  # 10% for compiling; max_minutes cuts the rest
     config.training.max_minutes = minutes
     config.training.num_steps = planned
     config.optim.decay_steps = planned
-    config.training.checkpoint_every = planned
+    config.training.checkpoint_every = max(1, planned // 3)  # three checkpoints (benchmarks/autoencoder.py reads them)
+    config.training.keep_last = 5
     config.training.sample_every = 0
     config.training.log_every = 50
     config.training.progress_bar = False
@@ -156,8 +157,20 @@ def run_candidates() -> list[dict]:
         if autoencoder is not None and name.startswith("latent"):
             row["autoencoder"] = autoencoder
         print(json.dumps(row), flush=True)
+        with open(os.path.join(FLAGS.out, "rows.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
         rows.append(row)
     return rows
+
+
+def all_rows() -> list[dict]:
+    """The latest row of each candidate in `<out>/rows.jsonl` (rows may come from several runs)."""
+    latest = {}
+    with open(os.path.join(FLAGS.out, "rows.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            latest[row["candidate"]] = row
+    return list(latest.values())
 
 
 def machine() -> str:
@@ -181,9 +194,10 @@ def table(rows: list[dict]) -> str:
 def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO)
-    rows = run_candidates()
-    if FLAGS.update_readme and rows:
-        replace_block(README, "quickstart-candidates", table(rows))
+    os.makedirs(FLAGS.out, exist_ok=True)
+    run_candidates()
+    if FLAGS.update_readme:
+        replace_block(README, "quickstart-candidates", table(all_rows()))
 
 
 if __name__ == "__main__":

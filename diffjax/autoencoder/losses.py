@@ -17,11 +17,11 @@ from diffjax.audio.codecs import stft
 
 # 16 kHz, 1 s clips: windows of 128 ms (7.8 Hz bins: resolves the harmonics of C2 = 65 Hz) down
 # to 4 ms (250 Hz bins: onsets and clicks), one octave apart. Stable Audio's list at 44.1 kHz,
-# 2048..32 (46 ms..0.7 ms), spans about the same durations as 2048..16 would here; the smallest
-# sizes add little at 16 kHz (a 32-point FFT has 17 bins of 500 Hz), so the list stops at 64.
-# Longer clips need nothing else: every size fits into 1 s (a 2048 window spans 4 hops).
+# 2048..32, spans 46..0.7 ms (743..12 samples at 16 kHz); we keep the longer window for the pitch
+# of low notes and stop at 64, as a 32-point FFT at 16 kHz has 17 bins of 500 Hz. 1 s gives the
+# 2048 resolution 32 frames; shorter clips work too (frames are centred and zero-padded).
 DEFAULT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
-MAGNITUDE_FLOOR = 1e-5  # of the unit-gain STFT: -100 dB re a unit white-noise bin; log(|S|) >= log(1e-5)
+MAGNITUDE_FLOOR = 1e-5  # of the unit-gain STFT: -100 dB re a unit white-noise bin
 
 
 def _magnitude(x: jax.Array, n_fft: int, hop: int, floor: float) -> jax.Array:

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +49,12 @@ def log_spectral_distance(x: jax.Array, y: jax.Array, *, n_fft: int = 2048,
     return audio_metrics.lsd(x, y, n_fft=n_fft, hop=hop)
 
 
+@functools.partial(jax.jit, static_argnames="sample_rate")
+def _paired_metrics(x: jax.Array, y: jax.Array, sample_rate: int) -> dict[str, jax.Array]:
+    return {"si_sdr": si_sdr(x, y), "mr_stft": mr_stft_distance(x, y),
+            "log_mel_l1": log_mel_l1(x, y, sample_rate), "lsd": log_spectral_distance(x, y)}
+
+
 def reconstruction_report(reference, estimate, sample_rate: int) -> dict[str, float]:
     """Batch means of every metric above, plus the pYIN pitch confidence of the reconstructions
     and of the references (a reconstruction that smears pitch scores below its reference).
@@ -58,9 +66,8 @@ def reconstruction_report(reference, estimate, sample_rate: int) -> dict[str, fl
          'pitch_confidence_reference'}, floats.
     """
     x, y = jnp.asarray(reference, jnp.float32), jnp.asarray(estimate, jnp.float32)
-    report = {"si_sdr": si_sdr(x, y), "mr_stft": mr_stft_distance(x, y),
-              "log_mel_l1": log_mel_l1(x, y, sample_rate), "lsd": log_spectral_distance(x, y)}
-    report = {k: float(np.mean(np.asarray(v))) for k, v in report.items()}
+    report = {k: float(np.mean(np.asarray(v)))
+              for k, v in _paired_metrics(x, y, sample_rate=int(sample_rate)).items()}
     report["pitch_confidence"] = pitch_confidence(np.asarray(y), sample_rate)
     report["pitch_confidence_reference"] = pitch_confidence(np.asarray(x), sample_rate)
     return report

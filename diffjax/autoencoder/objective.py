@@ -79,8 +79,8 @@ class ReconstructionObjective:
     def loss_fn(self, params, batch, key, extra):
         """-> (loss [B], {"stft": [B], "l1": [B], "kl": [B], ("generator", "feature_matching")})."""
         x, x_hat, aux = self._reconstruct(params, batch, key)
-        stft, _ = losses.multi_resolution_stft_loss(x_hat, x, fft_sizes=self.fft_sizes)
-        l1 = losses.waveform_l1(x_hat, x)
+        stft, _ = losses.multi_resolution_stft_loss(x, x_hat, fft_sizes=self.fft_sizes)  # reference first
+        l1 = losses.waveform_l1(x, x_hat)
         kl = aux["kl"]
         total = self.stft_weight * stft + self.l1_weight * l1 + self.kl_weight * kl
         terms = {"stft": stft, "l1": l1, "kl": kl}

@@ -7,23 +7,25 @@ import optax
 
 from diffjax.autoencoder import autoencoder, init_params, mr_stft_distance, multi_resolution_stft_loss
 
-SR, LENGTH, STEPS = 16000, 2000, 200  # 0.125 s clips
+SR, LENGTH, STEPS = 16000, 2000, 100  # 0.125 s clips
 
 
 def _harmonic_clips() -> np.ndarray:
-    """Four clips [4, 2000, 1]: three decaying harmonics of 110, 220, 330, 440 Hz, peak ~0.5."""
+    """Two clips [2, 2000, 1]: three decaying harmonics of 110 and of 330 Hz, peak ~0.5."""
     t = np.arange(LENGTH) / SR
     clips = [sum(0.25 / k * np.sin(2 * np.pi * k * f0 * t + k) for k in (1, 2, 3)) * np.exp(-3 * t)
-             for f0 in (110.0, 220.0, 330.0, 440.0)]
+             for f0 in (110.0, 330.0)]
     return np.stack(clips)[:, :, None].astype(np.float32)
 
 
-def test_a_few_hundred_adam_steps_reduce_the_stft_distance_more_than_twofold():
-    """Measured: the MR-STFT distance of the reconstructions falls from 5.2 at initialisation to
-    ~1.4 after 200 steps (3.7x) at learning rate 3e-3; the test asks for 2x, so the margin covers
-    other seeds and XLA versions. KL weight 1e-4 as Stable Audio's (it barely matters here)."""
+def test_100_adam_steps_reduce_the_stft_distance_more_than_twofold():
+    """Measured: the MR-STFT distance of the posterior-mean reconstructions falls from 4.14 at
+    initialisation to 0.80 after 100 steps (5.2x; 150 steps: 0.58, 7.2x) at learning rate 3e-3.
+    The test asks for 2x, a margin for other seeds and XLA versions. KL weight 1e-4 as Stable
+    Audio's. Cost: ~12 s to compile (kept by conftest's compilation cache for later runs) and
+    ~5 s for the 100 steps on a loaded 2-core machine."""
     module = autoencoder("tiny")
-    params = init_params(module, jax.random.PRNGKey(0))
+    params = jax.jit(lambda key: init_params(module, key))(jax.random.PRNGKey(0))
     x = jnp.asarray(_harmonic_clips())
     tx = optax.adam(3e-3)
 
@@ -44,7 +46,8 @@ def test_a_few_hundred_adam_steps_reduce_the_stft_distance_more_than_twofold():
     @jax.jit
     def distance(p):  # with the posterior mean, as an evaluation would decode
         mean, _ = module.apply({"params": p}, x, method=module.encode_moments)
-        return jnp.mean(mr_stft_distance(x, module.apply({"params": p}, mean, method=module.decode)[:, :LENGTH]))
+        recon = module.apply({"params": p}, mean, method=module.decode)[:, :LENGTH]
+        return jnp.mean(mr_stft_distance(x, recon))
 
     before = float(distance(params))
     after = float(distance(train(params)))

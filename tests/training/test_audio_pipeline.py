@@ -169,7 +169,7 @@ def test_a_key_the_chosen_component_does_not_take_is_an_error_naming_its_keys():
         build_codec(config.codec, 16000)
     config = _load("configs.default", "")
     config.model.widht = 3
-    with pytest.raises(TypeError, match=r"model 'unet1d' does not take \['widht'\]; it takes \[.*'channels'"):
+    with pytest.raises(TypeError, match=r"model 'dit' does not take \['widht'\]; it takes \[.*'width'"):
         build_model(config, data_spec(data_lib.build_dataset(config.data)))
 
 

@@ -61,7 +61,7 @@ def row(label: str, loaded, sampler: str, nfe: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"`python benchmarks/generation.py` on {rows[0]['machine']}: {FLAGS.num} clips of 1 s per call, "
+    lines = [f"`python benchmarks/generation.py` on {rows[0]['machine']}: {FLAGS.num} clips per call (1 s; the waveform model's are 0.25 s), "
              "compiled; x real time = seconds of audio per wall second, end to end and for the sampling alone.",
              "",
              "| model (latent shape) | sampler | NFE | x real time | sampling only | decoding s |",

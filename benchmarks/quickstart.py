@@ -183,10 +183,11 @@ def table(rows: list[dict]) -> str:
              f"autoencoder). FD and IS on the project's classifier (N = {FLAGS.num}; held-out data: FD 2.8, "
              f"white noise 402), pitch confidence on {FLAGS.pitch_num} samples (data 0.315).",
              "",
-             "| candidate | steps | steps/s | FD clf | IS | FD mel | pitch confidence |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| candidate | autoencoder s | diffusion steps | steps/s | FD clf | IS | FD mel | pitch confidence |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['candidate']} | {r['steps']} | {r['steps_per_s']:.2f} | {r['fd_classifier']:.1f} | "
+        lines.append(f"| {r['candidate']} | {r['autoencoder_wall_s']:.0f} | {r['steps']} | {r['steps_per_s']:.2f} | "
+                     f"{r['fd_classifier']:.1f} | "
                      f"{r['is']:.2f} | {r['fd_mel']:.0f} | {r['pitch_confidence']:.3f} |")
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ def trained_autoencoder(tmp_path_factory):
     config.optim.warmup_steps = 10
     config.optim.decay_steps = 60
     config.optim.learning_rate = 3e-3
+    config.training.ema_halflife_examples = (40.0,)  # 5 steps of 8: the evaluated EMA follows 60 steps
     results = train_and_evaluate(config, str(path / "workdir"))
     return path, config, results
 

@@ -1,6 +1,7 @@
 """A tiny autoencoder learns a fixed batch of harmonic clips: Adam on MR-STFT + KL, all steps in
 one jitted `lax.scan` (one compile)."""
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -18,6 +19,7 @@ def _harmonic_clips() -> np.ndarray:
     return np.stack(clips)[:, :, None].astype(np.float32)
 
 
+@pytest.mark.slow  # the default suite trains the autoencoder through the job: test_latent_pipeline.py
 def test_100_adam_steps_reduce_the_stft_distance_more_than_twofold():
     """Measured: the MR-STFT distance of the posterior-mean reconstructions falls from 4.14 at
     initialisation to 0.80 after 100 steps (5.2x; 150 steps: 0.58, 7.2x) at learning rate 3e-3.

@@ -53,7 +53,7 @@ def test_every_config_builds_and_its_loss_has_the_right_shape(module, tmp_path):
 
 def fresh_codec_context(config, dataset) -> dict:
     """A 'latent' codec's autoencoder without a workdir: the tiny preset, freshly initialised."""
-    if config.codec.name != "latent":
+    if config.get("codec", {}).get("name") != "latent":
         return {}
     autoencoder = build_autoencoder_model(_load("configs.autoencoder"), data_spec(dataset))
     return {"autoencoder": autoencoder, "autoencoder_params": autoencoder.init(jax.random.PRNGKey(0))}

@@ -70,10 +70,5 @@ def apply_smoke(config: ml_collections.ConfigDict) -> None:
     config.data.synth_music.num_train = 16
     config.data.synth_music.num_eval = 8
     config.autoencoder.size = "tiny"
-    config.training.batch_size = 8
-    config.training.num_steps = 4
-    config.training.log_every = 2
-    config.training.checkpoint_every = 2
-    config.training.sample_every = 0
-    config.training.progress_bar = False
+    default.apply_smoke_training(config)
     config.evaluation.num_samples = 8

@@ -183,12 +183,17 @@ def apply_smoke(config: ml_collections.ConfigDict) -> None:
     if "width" in config.model:
         config.model.width = 32
         config.model.depth = 1
+    apply_smoke_training(config)
+    config.sampling.sampler = "euler"  # one denoiser call per step: the cheapest sampler to compile
+    config.sampling.num_steps = 3
+    config.evaluation.num_samples = 8
+
+
+def apply_smoke_training(config: ml_collections.ConfigDict) -> None:
+    """The smoke training loop every config shares: batch 8, 4 steps, logs and checkpoints every 2."""
     config.training.batch_size = 8
     config.training.num_steps = 4
     config.training.log_every = 2
     config.training.checkpoint_every = 2
     config.training.sample_every = 0
     config.training.progress_bar = False
-    config.sampling.sampler = "euler"  # one denoiser call per step: the cheapest sampler to compile
-    config.sampling.num_steps = 3
-    config.evaluation.num_samples = 8

@@ -27,6 +27,9 @@ setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6.2",
         "matplotlib>=3.8",
+        "tokenizers>=0.19",  # caption vocabularies trained in the project (text conditioning)
+        "pretty_midi>=0.2.10",  # MIDI notes for notes-to-audio
+        "mir_eval>=0.7",  # note onset/pitch F1 of generated audio
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-xdist>=3.5"],

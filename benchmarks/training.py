@@ -48,7 +48,7 @@ def train_speed(config, steps: int) -> dict:
     loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
     loss_fn = diffusion_loss_fn(model, loss)
     step = parallel.jit_data_parallel(make_multi_step(make_train_step(loss_fn, decays), 1), mesh, stacked=True)
-    stacked = parallel.shard_batch({k: np.asarray(v)[None] for k, v in batch.items() if k != "index"}, mesh,
+    stacked = parallel.shard_batch(jax.tree.map(lambda v: np.asarray(v)[None], model.host_batch(batch)), mesh,
                                    stacked=True)
     keys = parallel.replicate(jax.random.split(jax.random.PRNGKey(0), 1), mesh)
     tic = time.time()

@@ -37,6 +37,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # A subset of synth.INSTRUMENTS, e.g. ("flute", "clarinet", "brass", "pluck", "bell", "epiano")
     # for pitched music only; None: all nine.
     config.data.synth_music.instruments = ml_collections.config_dict.placeholder(tuple)
+    # Variable-length training (Stable Audio's padded clips): each example keeps its first u ~
+    # U[min_seconds, crop] seconds, then silence (mask 0); seconds_total = u. None: full clips.
+    config.data.synth_music.min_seconds = ml_collections.config_dict.placeholder(float)
     # A folder of wav/flac/ogg files (diffjax.audio.datasets.AudioFolder), searched recursively.
     config.data.folder = ml_collections.ConfigDict()
     config.data.folder.root = ml_collections.config_dict.placeholder(str)  # required for 'folder'
@@ -45,6 +48,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.folder.normalize = False  # peak-normalise each file
     config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)  # e.g. -50: skip silence
     config.data.folder.follow_symlinks = False  # read links inside root (they may point outside it)
+    # Captions for text conditioning: a CSV (header path,caption,...) or JSON-lines file of
+    # {"path", "caption", ...}; paths relative to root. None: no captions.
+    config.data.folder.metadata = ml_collections.config_dict.placeholder(str)
 
     # Representation the model works in (diffjax.audio.codecs): mel | waveform | complex_stft | latent.
     # The quick start diffuses log-mel frames (Riffusion-style magnitude diffusion) and decodes
@@ -97,6 +103,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Conditioning as data (diffjax.conditioners.CONDITIONERS): {name: kwargs}; empty = unconditional.
     # E.g. label = dict(dropout=0.1): the batch's 'label' through a class embedding whose size comes
     # from the data; dropped to the null class with probability `dropout` for classifier-free guidance.
+    # The others (configs/text_to_audio.py, notes_to_audio.py, inpaint.py; diffjax/conditioners):
+    #   text = dict(max_tokens=24, encoder="transformer", width=128, depth=2, num_heads=4, dropout=0.1)
+    #       captions (batch 'caption') through a vocabulary trained on the training captions
+    #       (<workdir>/tokenizer.json) and a jointly trained encoder: cross-attention tokens + pooled vector;
+    #   timing = dict(width=64, dropout=0.1): seconds_start / seconds_total number embeddings;
+    #   notes = dict(low_pitch=24, high_pitch=96, dropout=0.1): note events as a frame-aligned piano roll;
+    #   inpaint = dict(segment=0.4, causal=0.4, full=0.2, max_gap_fraction=0.5): known frames + mask,
+    #       masks drawn in training (gaps, known prefixes for continuation, nothing known).
+    # All but label need model.name = "dit".
     config.conditioning = ml_collections.ConfigDict()
 
     # Network: `name` in diffjax.models.MODELS; other keys are its kwargs (a conditioner supplies

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from diffjax import autoencoder
 from diffjax import conditioners as conditioners_lib
@@ -88,8 +89,7 @@ class DiffusionModel:
     @property
     def latent_shape(self) -> tuple[int, ...]:
         """One example in model space (after the codec's `encode`)."""
-        example = jax.ShapeDtypeStruct((1,) + self.spec.shape, jnp.float32)
-        return tuple(jax.eval_shape(self.codec.encode, example).shape[1:])
+        return model_space_shape(self.codec, self.spec)
 
     def init(self, key: Array) -> Any:
         """Fresh network parameters (one compile)."""
@@ -111,18 +111,28 @@ class DiffusionModel:
 
     def encode_batch(self, batch: Mapping[str, Any]) -> tuple[Array, Optional[Array]]:
         """A dataset batch -> `(x0 [B, ...] in model space, mask or None)`. The padding mask applies
-        only where the codec is the identity (a mask over samples means nothing over STFT frames)."""
+        only where the codec is the identity (a mask over samples means nothing over STFT frames)
+        and the model has no timing condition (with one, it learns the silence after
+        `seconds_total` from the padded clips, as Stable Audio)."""
         if "z" in batch:  # pre-encoded (a codec with `encode_once`: the latent cache)
             return jnp.asarray(batch["z"]), None
         mask = batch.get("mask")
-        return self.codec.encode(jnp.asarray(batch["x"])), (mask if self.codec.is_identity else None)
+        use_mask = self.codec.is_identity and "timing" not in self.conditioners
+        return self.codec.encode(jnp.asarray(batch["x"])), (mask if use_mask else None)
 
-    def condition_of(self, batch: Mapping[str, Any]) -> dict:
-        """The conditions in a dataset batch: its entries named after the model's conditioners."""
-        missing = sorted(set(self.conditioners) - set(batch))
-        if missing:
-            raise KeyError(f"the batch has no {missing} for this model's conditioners; batch keys: {sorted(batch)}")
-        return {name: batch[name] for name in self.conditioners}
+    def host_batch(self, batch: Mapping[str, Any]) -> dict:
+        """A dataset batch (numpy, possibly with strings) -> what the train step reads: the data
+        ('x' or pre-encoded 'z', 'mask') and each condition's host value (captions tokenised,
+        note events rendered as a piano roll)."""
+        out = {k: np.asarray(batch[k]) for k in ("x", "z", "mask") if k in batch}
+        out.update(conditioners_lib.host_condition(self.conditioners, batch))
+        return out
+
+    def training_condition(self, batch: Mapping[str, Any], x0: Array, key: Array) -> dict:
+        """The conditions of a (host-prepared) batch as the network sees them in training; the
+        inpainting conditioner draws its masks from `x0` here."""
+        cond = {name: batch.get(name) for name in self.conditioners}
+        return conditioners_lib.training_condition(self.conditioners, cond, x0, key)
 
     def conditional_denoiser(self, params: Any):
         """`D(x~ [B, ...], sigma~ [B] or scalar, cond) -> x0_hat`, the input of every guidance wrapper."""
@@ -149,18 +159,48 @@ def build_codec(section: Optional[Mapping], sample_rate: Optional[int], **contex
     return CODECS.build(section, **context)
 
 
-def build_model(config, spec: DataSpec, *, codec_context: Optional[Mapping] = None) -> DiffusionModel:
+def model_space_shape(codec: AbstractCodec, spec: DataSpec) -> tuple[int, ...]:
+    """One example in model space (after the codec's `encode`)."""
+    example = jax.ShapeDtypeStruct((1,) + spec.shape, jnp.float32)
+    return tuple(jax.eval_shape(codec.encode, example).shape[1:])
+
+
+def conditioner_context(codec: AbstractCodec, spec: DataSpec) -> dict:
+    """What conditioners may take from the data and the model space: `num_classes`; for audio, the
+    model-space `latent_shape`, its `frames_per_second` and the window `max_seconds`."""
+    context: dict[str, Any] = {"num_classes": spec.num_classes}
+    if spec.is_audio:
+        shape = model_space_shape(codec, spec)
+        seconds = spec.shape[0] / spec.sample_rate
+        context.update(latent_shape=shape, frames_per_second=shape[0] / seconds, max_seconds=seconds)
+    return context
+
+
+def build_network(model_section, conditioners: Mapping[str, conditioners_lib.AbstractConditioner]):
+    """The backbone of `config.model`, built with what the conditioners need, wrapped with their
+    embedders (`diffjax.conditioners.network`)."""
+    network_kwargs = conditioners_lib.merge_network_kwargs(conditioners)
+    try:
+        backbone = models.MODELS.build(model_section, **network_kwargs)
+    except TypeError as error:
+        raise ValueError(f"model {model_section.get('name')!r} cannot take the conditioning "
+                         f"{sorted(conditioners)} (it needs {sorted(network_kwargs)}); use model.name='dit', "
+                         f"which takes cross-attention tokens, global vectors and frame-aligned inputs") from error
+    return conditioners_lib.conditioned_network(backbone, dict(conditioners))
+
+
+def build_model(config, spec: DataSpec, *, codec_context: Optional[Mapping] = None,
+                conditioning_context: Optional[Mapping] = None) -> DiffusionModel:
     """The model of `config` (sections sde, precond, model, codec, conditioning) for data `spec`.
     `codec_context`: what a codec needs beyond its config (the 'latent' codec: `autoencoder` and
-    `autoencoder_params`, loaded by `diffjax.jobs.workdir.codec_context`)."""
+    `autoencoder_params`, loaded by `diffjax.jobs.workdir.codec_context`); `conditioning_context`:
+    what conditioners need beyond their config (the text conditioner's trained `tokenizer`)."""
     process = sde.SDES.build(config.sde)
     pc = precond.PRECONDS.build(config.precond, process=process)
-    conditioners = conditioners_lib.build_conditioners(config.get("conditioning"), num_classes=spec.num_classes)
-    network_kwargs = {}
-    for conditioner in conditioners.values():
-        network_kwargs.update(conditioner.network_kwargs())
-    network = models.MODELS.build(config.model, **network_kwargs)
     codec = build_codec(config.get("codec"), spec.sample_rate, **dict(codec_context or {}))
+    context = {**conditioner_context(codec, spec), **dict(conditioning_context or {})}
+    conditioners = conditioners_lib.build_conditioners(config.get("conditioning"), **context)
+    network = build_network(config.model, conditioners)
     return DiffusionModel(process=process, precond=pc, network=network, codec=codec,
                           conditioners=conditioners, spec=spec)
 

@@ -3,6 +3,11 @@
     python experiments/sample.py --workdir runs/default --sampler dpmpp_2m --nfe 20 --num 16 --seed 0
     python experiments/sample.py --workdir runs/cond --class flute --cfg 2.0
     python experiments/sample.py --workdir runs/default --init in.wav --strength 0.5   # SDEdit variation
+    python experiments/sample.py --workdir runs/text --prompt "a soft flute note" --negative_prompt "drums" --cfg 3
+    python experiments/sample.py --workdir runs/text --prompt "loud brass chord" --seconds 0.6  # timing
+    python experiments/sample.py --workdir runs/notes --notes tune.mid
+    python experiments/sample.py --workdir runs/inpaint --init in.wav --mask_start 0.4 --mask_end 0.6
+    python experiments/sample.py --workdir runs/inpaint --continue_from in.wav --seconds 30   # long-form
 
 Writes wav files, a PNG grid of spectrograms and a JSON (sampler, NFE, seeds, wall time, real-time
 factor) to --out (default <workdir>/samples/<sampler>_nfe<N>).
@@ -26,8 +31,17 @@ flags.DEFINE_integer("seed", 0, "First seed; sample i uses seed + i.")
 flags.DEFINE_integer("batch", 0, "Samples per batch (0: all at once).")
 flags.DEFINE_string("class", None, "Class name or index, for class-conditional models.")
 flags.DEFINE_float("cfg", None, "Classifier-free guidance scale (1 = conditional, no guidance).")
-flags.DEFINE_string("init", None, "SDEdit: a wav to vary (resampled to the model's rate).")
+flags.DEFINE_string("cfg_scales", None, "One guidance scale per condition, e.g. 'text=4,notes=2' (composable CFG).")
+flags.DEFINE_string("prompt", None, "Text prompt (text-conditioned models; empty: unconditional).")
+flags.DEFINE_string("negative_prompt", None, "Text that CFG steers away from (replaces the null caption).")
+flags.DEFINE_string("notes", None, "A MIDI file to render (notes-conditioned models).")
+flags.DEFINE_float("seconds", None, "Output length in seconds (timing condition; longer than the window: long-form).")
+flags.DEFINE_string("init", None, "A wav: SDEdit variation, or the clip to inpaint with --mask_start/--mask_end.")
 flags.DEFINE_float("strength", 0.5, "SDEdit strength in (0, 1]: 1 samples from scratch.")
+flags.DEFINE_float("mask_start", None, "Inpainting: start (s) of the span of --init to regenerate.")
+flags.DEFINE_float("mask_end", None, "Inpainting: end (s) of the span of --init to regenerate.")
+flags.DEFINE_string("continue_from", None, "A wav to continue, window by window, to --seconds in all.")
+flags.DEFINE_float("overlap", None, "Long-form: seconds shared by consecutive windows (default: a quarter window).")
 flags.DEFINE_integer("ema", 0, "EMA index (-1: raw weights).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_string("out", None, "Output directory.")
@@ -40,7 +54,10 @@ def main(argv):
     setup_logging()
     request = SampleRequest(workdir=FLAGS.workdir, sampler=FLAGS.sampler, grid=FLAGS.grid, nfe=FLAGS.nfe,
                             num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch, label=FLAGS["class"].value,
-                            cfg_scale=FLAGS.cfg, init=FLAGS.init, strength=FLAGS.strength,
+                            cfg_scale=FLAGS.cfg, cfg_scales=FLAGS.cfg_scales, prompt=FLAGS.prompt,
+                            negative_prompt=FLAGS.negative_prompt, notes=FLAGS.notes, seconds=FLAGS.seconds,
+                            init=FLAGS.init, strength=FLAGS.strength, mask_start=FLAGS.mask_start,
+                            mask_end=FLAGS.mask_end, continue_from=FLAGS.continue_from, overlap_seconds=FLAGS.overlap,
                             ema_index=FLAGS.ema, step=FLAGS.step, out=FLAGS.out)
     print(run_sample_request(request))
 

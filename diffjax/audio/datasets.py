@@ -8,6 +8,11 @@ Both implement `diffjax.data.AbstractDataset`, with one call deterministic in it
     batch["mask"]    # float32 [b, L, 1]: 1 on real audio, 0 on padding of short clips
     batch["index"]   # int32 [b]: which clip (for debugging and tests)
     batch["label"]   # int32 [b] (+ other label fields), where the dataset has labels
+    batch["seconds_start"]  # float32 [b]: where the example starts in its clip or file, seconds
+    batch["seconds_total"]  # float32 [b]: seconds of real audio in the example (= mask.sum / sr)
+    batch["caption"]  # object [b] of str: synth_music always; folder with `metadata` ("": none)
+    batch["events"]   # float32 [b, E, 4] (pitch, onset_s, duration_s, velocity) re-timed to the
+                      # example, padding rows pitch -1: synth_music, where its data has events
     ds.eval          # the evaluation split, same interface
     ds.example_shape == (ds.length, ds.channels); ds.sample_rate, ds.num_classes, ds.class_names,
     len(ds); ds.closed_form is None (no known density)
@@ -19,8 +24,11 @@ Sampling. The global batch of `step` is positions [step * B, (step + 1) * B) of 
 stream; position p is clip `perm_e[p mod N]` of epoch e = p // N, with `perm_e` a permutation
 seeded by (seed, e), so each epoch sees every clip once. Host `process_index` takes the
 contiguous slice [i * b, (i + 1) * b) of the global batch: hosts are disjoint, and the global batch
-does not depend on the process count. Random crops are seeded by (seed, step, position). Nothing
-depends on previous calls, so a resumed run sees exactly the same data.
+does not depend on the process count. Random crops (and `min_seconds` lengths) are seeded by
+(seed, step, position), and captions (a template, or one of a file's captions) by the same with
+another tag, so captions vary across epochs. Nothing depends on previous calls, so a resumed run
+sees exactly the same data. Captions and timing come from `diffjax.audio.captions` and
+`diffjax.audio.metadata`.
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ import os
 
 import numpy as np
 
-from diffjax.audio import io, synth
+from diffjax.audio import captions, io, metadata, synth
 from diffjax.data import DATASETS, AbstractDataset, host_share
 
 logger = logging.getLogger("diffjax")
@@ -72,6 +80,14 @@ def split_of(relpath: str, eval_fraction: float) -> str:
     return "eval" if h / 2 ** 32 < eval_fraction else "train"
 
 
+def _strings(values) -> np.ndarray:
+    """An object array [b] of Python str (the layout of `batch["caption"]`)."""
+    values = list(values)
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
 def _pad(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pads or truncates x [l, C] to [length, C]; mask [length, 1] marks the real part."""
     m = np.zeros((length, 1), np.float32)
@@ -102,8 +118,11 @@ def _check_common(name: str, split: str, channels, sample_rate, crop_seconds) ->
 class SynthMusic(AbstractDataset):
     """The embedded default dataset (`diffjax.audio.synth`): notes, chords, arpeggios, drums.
 
-    Labels: 'label' (instrument, `class_names`), 'pitch' (MIDI), 'kind', 'quality', 'velocity'.
-    Clips 0..num_train-1 are the train split and the next num_eval the eval split.
+    Labels: 'label' (instrument, `class_names`), 'pitch' (MIDI), 'kind', 'quality', 'velocity';
+    'caption' is one of the clip's caption templates (`diffjax.audio.captions`), drawn per example.
+    Clips 0..num_train-1 are the train split and the next num_eval the eval split. With
+    `min_seconds`, each example keeps its first u ~ Uniform[min_seconds, crop] seconds with a
+    10 ms fade-out, then zeros (mask 0; seconds_total = u rounded to a sample).
     """
 
     sample_rate: int = 16000
@@ -116,6 +135,7 @@ class SynthMusic(AbstractDataset):
     cache_dir: str | None = None  # default $XDG_CACHE_HOME/diffjax
     split: str = "train"
     instruments: tuple[str, ...] | None = None  # a subset of synth.INSTRUMENTS; None: all 9
+    min_seconds: float | None = None  # variable-length examples of >= this many seconds; None: full
 
     def __post_init__(self):
         _check_common("synth_music", self.split, self.channels, self.sample_rate, self.crop_seconds)
@@ -130,6 +150,10 @@ class SynthMusic(AbstractDataset):
         if self.crop_seconds is not None and self.crop_seconds > self.clip_seconds:
             raise ValueError(f"synth_music: data.crop_seconds = {self.crop_seconds} is longer than the "
                              f"clips (data.synth_music.clip_seconds = {self.clip_seconds})")
+        crop = self.crop_seconds or self.clip_seconds
+        if self.min_seconds is not None and not 0 < self.min_seconds <= crop:
+            raise ValueError(f"synth_music: data.synth_music.min_seconds must be in (0, {crop}] (the "
+                             f"crop or clip length in seconds) or None; got {self.min_seconds}")
         if self.instruments is not None:  # a list from a JSON-restored config becomes a tuple
             object.__setattr__(self, "instruments", synth.check_instruments(self.instruments))
 
@@ -165,17 +189,36 @@ class SynthMusic(AbstractDataset):
         """This host's share of the global batch of `step` (see the module docstring)."""
         pos = host_positions(step, batch_size, process_index, process_count)
         idx = clip_indices(pos, len(self), seed)
-        audio = self._data["audio"][idx]  # [b, L_clip]
-        full = audio.shape[1]
-        if self.length < full:
-            starts = [crop_rng(seed, step, p).integers(full - self.length + 1) for p in pos]
-            audio = np.stack([a[s:s + self.length] for a, s in zip(audio, starts)])
-        audio = np.repeat(audio[:, :, None], self.channels, axis=2).astype(np.float32)
-        out = {"x": audio, "mask": np.ones(audio.shape[:2] + (1,), np.float32),
-               "index": idx.astype(np.int32)}
-        out.update({k: self._data[k][idx] for k in ("label", "pitch", "kind", "quality",
-                                                     "velocity")})
+        sr, full, length = self.sample_rate, self._data["audio"].shape[1], self.length
+        rngs = [crop_rng(seed, step, p) for p in pos]
+        starts = [int(r.integers(full - length + 1)) if length < full else 0 for r in rngs]
+        audio = np.stack([self._data["audio"][i, s:s + length, None] for i, s in zip(idx, starts)])
+        mask = np.ones(audio.shape, np.float32)
+        kept = [length] * len(pos)
+        if self.min_seconds is not None:  # Drawn after the start, so crops are as without it.
+            crop = self.crop_seconds or self.clip_seconds
+            kept = [min(length, max(1, round(r.uniform(self.min_seconds, crop) * sr))) for r in rngs]
+            for j, n in enumerate(kept):
+                audio[j], mask[j] = metadata.truncate(audio[j], mask[j], n, round(0.01 * sr))
+        out = {"x": np.repeat(audio, self.channels, axis=2).astype(np.float32), "mask": mask,
+               "index": idx.astype(np.int32),
+               "seconds_start": np.asarray(starts, np.float32) / np.float32(sr),
+               "seconds_total": np.asarray(kept, np.float32) / np.float32(sr)}
+        labels = {k: self._data[k][idx] for k in ("label", "pitch", "kind", "quality", "velocity")}
+        out.update(labels)
+        templates = [metadata.caption_rng(seed, step, p).integers(captions.num_templates(kind))
+                     for p, kind in zip(pos, labels["kind"])]
+        out["caption"] = _strings(captions.caption({k: v[j] for k, v in labels.items()}, t)
+                                  for j, t in enumerate(templates))
+        if "events" in self._data:
+            out["events"] = metadata.crop_events(self._data["events"][idx], out["seconds_start"],
+                                                 out["seconds_total"])
         return out
+
+    def caption_corpus(self) -> list[str]:
+        """Every caption template of every clip of this split (`captions.caption_corpus`), clip-major:
+        the text a tokenizer's vocabulary is trained on."""
+        return captions.caption_corpus(self._data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +297,10 @@ class AudioFolder(AbstractDataset):
     peak-normalised. Clips shorter than a crop are zero-padded and masked. With `silence_db`,
     files whose RMS is below it are skipped, and crops below it are redrawn (up to 8 times).
     With `labels_from_dirs`, the label is the top-level sub-folder's index in `class_names`.
+    With `metadata` (a CSV or JSON-lines file of `path,caption` rows, `metadata.read_metadata`),
+    batches carry 'caption' (one of the file's captions, drawn per example; "" for files without
+    a row). Batches always carry 'seconds_start' (the crop's offset in its file) and
+    'seconds_total' (seconds of real audio in the crop, min(crop, rest of the file)).
 
     Construction scans the folder (the manifest is cached) and checks that both splits are
     non-empty, so a bad `root` or `eval_fraction` fails at once, not at the first batch.
@@ -269,6 +316,7 @@ class AudioFolder(AbstractDataset):
     eval_fraction: float = 0.05   # files hashed into the eval split, in (0, 1)
     labels_from_dirs: bool = False
     follow_symlinks: bool = False  # read files and folders linked from inside root (may lead outside it)
+    metadata: str | None = None   # captions: a CSV / JSON-lines file of path,caption; relative to root
     split: str = "train"
 
     def __post_init__(self):
@@ -281,6 +329,8 @@ class AudioFolder(AbstractDataset):
             raise ValueError(f"folder: data.folder.eval_fraction must be in (0, 1); got "
                              f"{self.eval_fraction}")
         self._check_splits()
+        if self.metadata is not None:
+            _ = self._captions  # Reads it now: a bad file fails at construction, not at a batch.
 
     def _check_splits(self) -> None:
         """Both splits non-empty (the manifest is scanned once and cached on this object)."""
@@ -309,6 +359,26 @@ class AudioFolder(AbstractDataset):
             raise ValueError(f"no usable audio in {m['root']}: {found} audio files found, "
                              f"{len(m['skipped'])} unreadable, {silent} silent. {reasons}")
         return {"root": m["root"], "files": usable, "skipped": m["skipped"]}
+
+    @functools.cached_property
+    def _captions(self) -> dict[str, tuple[str, ...]]:
+        """{relative path: captions} from `metadata`, for files in the manifest (both splits)."""
+        root = self._manifest["root"]
+        rows = metadata.read_metadata(os.path.join(root, self.metadata), root)
+        unknown = sorted(set(rows) - set(self._manifest["files"]))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            logger.warning("metadata %s: %d row(s) name files that are not usable audio under %s "
+                           "(missing, unreadable or silent), ignored: %s", self.metadata,
+                           len(unknown), root, shown)
+        return {r: c for r, c in rows.items() if r in self._manifest["files"]}
+
+    def caption_corpus(self) -> list[str]:
+        """Every caption of this split's files, in file order: a tokenizer's training text."""
+        if self.metadata is None:
+            raise ValueError("folder: caption_corpus needs captions; set data.folder.metadata to a "
+                             "CSV or JSON-lines file of path,caption rows")
+        return [c for r in self.files for c in self._captions.get(r, ())]
 
     @functools.cached_property
     def class_names(self) -> tuple[str, ...]:
@@ -347,8 +417,8 @@ class AudioFolder(AbstractDataset):
     def eval(self) -> "AudioFolder":
         return dataclasses.replace(self, split="eval")
 
-    def _crop(self, rel: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A random crop [L, C] and mask [L, 1] of file `rel`, at `sample_rate`."""
+    def _crop(self, rel: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+        """A random crop [L, C], its mask [L, 1] and start (seconds) of file `rel`, at `sample_rate`."""
         e = self._manifest["files"][rel]
         path = os.path.join(self._manifest["root"], rel)
         ratio = e["sample_rate"] / self.sample_rate
@@ -365,7 +435,7 @@ class AudioFolder(AbstractDataset):
                 break
         if self.normalize and e["peak"] > 0:  # The file's peak, so crops keep their level.
             x = x * (0.95 / e["peak"])
-        return np.clip(x, -1.0, 1.0), m
+        return np.clip(x, -1.0, 1.0), m, start / e["sample_rate"]
 
     def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
               process_count: int = 1) -> dict[str, np.ndarray]:
@@ -374,7 +444,13 @@ class AudioFolder(AbstractDataset):
         idx = clip_indices(pos, len(self), seed)
         crops = [self._crop(self.files[i], crop_rng(seed, step, p)) for i, p in zip(idx, pos)]
         out = {"x": np.stack([c[0] for c in crops]), "mask": np.stack([c[1] for c in crops]),
-               "index": idx.astype(np.int32)}
+               "index": idx.astype(np.int32),
+               "seconds_start": np.asarray([c[2] for c in crops], np.float32)}
+        out["seconds_total"] = out["mask"].sum(axis=(1, 2)) / np.float32(self.sample_rate)
+        if self.metadata is not None:
+            found = [self._captions.get(self.files[i], ("",)) for i in idx]
+            out["caption"] = _strings(c[metadata.caption_rng(seed, step, p).integers(len(c))]
+                                      for c, p in zip(found, pos))
         if self.labels_from_dirs:
             names = self.class_names
             out["label"] = np.asarray([names.index(self.files[i].split("/")[0])

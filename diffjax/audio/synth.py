@@ -13,7 +13,11 @@ Each clip is one of
 
 Labels per clip: 'label' (instrument index into `INSTRUMENTS`), 'pitch' (MIDI note; the chord or
 arpeggio root; the General MIDI drum note for drums), 'kind' (index into `KINDS`), 'quality'
-(index into `CHORD_QUALITIES`, -1 for single notes and drums) and 'velocity' in [0, 1].
+(index into `CHORD_QUALITIES`, -1 for single notes and drums) and 'velocity' in [0, 1]; and the
+clip's note 'events', rows (midi_pitch, onset_s, duration_s, velocity) as `diffjax.audio.notes`
+reads them: one per tone (the key-held time as duration, arpeggio tones 0.9 of a step), one per
+drum hit (its GM drum note, lasting one beat), sorted by onset then pitch and padded with
+(-1, 0, 0, 0) rows.
 
 Clip i depends only on (seed, i) (`numpy` SeedSequence), so datasets of different sizes share
 their first clips, and the same seed gives the same bytes. `synth_music(...)` caches the arrays as
@@ -29,7 +33,7 @@ import numpy as np
 
 logger = logging.getLogger("diffjax")
 
-VERSION = 1  # Bump when the synthesis changes, so stale caches are not reused.
+VERSION = 2  # Bump when the synthesis changes, so stale caches are not reused.
 INSTRUMENTS = ("flute", "clarinet", "brass", "pluck", "bell", "epiano", "kick", "snare", "hihat")
 PITCHED = INSTRUMENTS[:6]
 KINDS = ("note", "chord", "arpeggio", "drums")
@@ -226,20 +230,35 @@ def check_instruments(instruments) -> tuple[str, ...]:
     return chosen
 
 
+def _sorted_events(events: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """(pitch, onset_s, duration_s, velocity) rows as float32 [E, 4], sorted by onset then pitch."""
+    ev = np.asarray(events, np.float64).reshape(-1, 4)
+    return ev[np.lexsort((ev[:, 0], ev[:, 1]))].astype(np.float32)
+
+
 def render_clip(rng: np.random.Generator, sample_rate: int, length: int,
                 instruments: tuple[str, ...] = INSTRUMENTS):
-    """Renders one clip of one of `instruments`; returns (audio [length] float32, peak <= 1, labels)."""
+    """Renders one clip of one of `instruments`.
+
+    Returns:
+        (audio [length] float32 with peak <= 1, labels dict, events float32 [E, 4] of rows
+        (midi_pitch, onset_s, duration_s, velocity) sorted by onset then pitch).
+    """
     sr, n = sample_rate, length
+    seconds = n / sr
     inst = instruments[int(rng.integers(len(instruments)))]
     vel = float(rng.uniform(0.4, 1.0))
     y = np.zeros(n)
     quality = -1
+    events = []
     if inst in DRUMS:
         kind, pitch = "drums", GM_DRUMS[inst]
         beat = 60.0 / rng.uniform(90, 160) / (2 if inst == "hihat" else 1)
-        for onset in np.arange(0.0, n / sr, beat):
+        for onset in np.arange(0.0, seconds, beat):
             i0 = int(onset * sr)
-            y[i0:] += DRUMS[inst](n - i0, sr, vel * rng.uniform(0.8, 1.0), rng)
+            hit_vel = vel * rng.uniform(0.8, 1.0)
+            y[i0:] += DRUMS[inst](n - i0, sr, hit_vel, rng)
+            events.append((pitch, onset, min(beat, seconds - onset), hit_vel))
     else:
         lo, hi = PITCH_RANGES[inst]
         key, scale = int(rng.integers(12)), list(SCALES)[int(rng.integers(len(SCALES)))]
@@ -248,7 +267,9 @@ def render_clip(rng: np.random.Generator, sample_rate: int, length: int,
             steps = SCALES[scale]
             cands = [p for p in range(lo, hi + 1) if (p - key) % 12 in steps]
             pitch = int(cands[int(rng.integers(len(cands)))])
-            y += VOICES[inst](midi_to_hz(pitch), n, sr, rng.uniform(0.5, 0.9) * n / sr, vel, rng)
+            gate = rng.uniform(0.5, 0.9) * n / sr
+            y += VOICES[inst](midi_to_hz(pitch), n, sr, gate, vel, rng)
+            events.append((pitch, 0.0, min(gate, seconds), vel))
         else:
             tones = _chord(rng, key, scale, lo, hi)
             pitch = tones[0]
@@ -256,17 +277,29 @@ def render_clip(rng: np.random.Generator, sample_rate: int, length: int,
             if kind == "chord":
                 for p in tones:
                     y += VOICES[inst](midi_to_hz(p), n, sr, 0.8 * n / sr, vel, rng)
+                    events.append((p, 0.0, min(0.8 * n / sr, seconds), vel))
             else:
                 order = [tones, tones[::-1], tones + tones[-2:0:-1]][int(rng.integers(3))]
                 step = 60.0 / rng.uniform(90, 160) / 2  # Eighth notes.
-                for j, onset in enumerate(np.arange(0.0, n / sr, step)):
+                for j, onset in enumerate(np.arange(0.0, seconds, step)):
                     i0 = int(onset * sr)
-                    y[i0:] += VOICES[inst](midi_to_hz(order[j % len(order)]), n - i0, sr,
-                                           0.9 * step, vel, rng)
+                    p = order[j % len(order)]
+                    y[i0:] += VOICES[inst](midi_to_hz(p), n - i0, sr, 0.9 * step, vel, rng)
+                    events.append((p, onset, min(0.9 * step, seconds - onset), vel))
     y = y / max(np.max(np.abs(y)), 1e-9) * (0.3 + 0.6 * vel)
     labels = {"label": INSTRUMENTS.index(inst), "pitch": pitch, "kind": KINDS.index(kind),
               "quality": quality, "velocity": vel}
-    return y.astype(np.float32), labels
+    return y.astype(np.float32), labels, _sorted_events(events)
+
+
+def pad_events(events: list[np.ndarray]) -> np.ndarray:
+    """Stacks per-clip events [E_i, 4] into float32 [N, max(1, max E_i), 4], padding rows (-1, 0, 0, 0)."""
+    size = max([1] + [len(e) for e in events])
+    out = np.zeros((len(events), size, 4), np.float32)
+    out[:, :, 0] = -1.0
+    for i, e in enumerate(events):
+        out[i, :len(e)] = e
+    return out
 
 
 def generate(num_clips: int, *, sample_rate: int = 16000, clip_seconds: float = 1.0,
@@ -276,19 +309,24 @@ def generate(num_clips: int, *, sample_rate: int = 16000, clip_seconds: float = 
 
     Returns:
         dict with 'audio' [N, L] float32 (L = round(clip_seconds * sample_rate)), 'label',
-        'pitch', 'kind', 'quality' int32 [N] and 'velocity' float32 [N].
+        'pitch', 'kind', 'quality' int32 [N], 'velocity' float32 [N] and 'events' float32
+        [N, E, 4] (rows (midi_pitch, onset_s, duration_s, velocity), sorted by onset then pitch,
+        padded with (-1, 0, 0, 0); E = the most events in a clip, at least 1).
     """
     instruments = check_instruments(instruments)
     length = int(round(clip_seconds * sample_rate))
     audio = np.zeros((num_clips, length), np.float32)
     labels = {k: [] for k in ("label", "pitch", "kind", "quality", "velocity")}
+    events = []
     for i in range(num_clips):
         rng = np.random.default_rng(np.random.SeedSequence([seed, start + i]))
-        audio[i], lab = render_clip(rng, sample_rate, length, instruments)
+        audio[i], lab, ev = render_clip(rng, sample_rate, length, instruments)
         for k, v in lab.items():
             labels[k].append(v)
+        events.append(ev)
     out = {k: np.asarray(v, np.float32 if k == "velocity" else np.int32) for k, v in labels.items()}
     out["audio"] = audio
+    out["events"] = pad_events(events)
     return out
 
 

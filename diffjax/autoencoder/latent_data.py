@@ -23,7 +23,8 @@ from diffjax.audio.datasets import clip_indices, host_positions
 from diffjax.data import AbstractDataset
 
 ENCODE_SEED = 0x1A7E  # the crops that are encoded do not depend on the training seed
-ATTRIBUTE_KEYS = ("label", "pitch", "kind", "quality", "velocity")  # per-example attributes kept
+ATTRIBUTE_KEYS = ("label", "pitch", "kind", "quality", "velocity", "caption", "seconds_start", "seconds_total",
+                  "events")  # per-example attributes kept (the conditions of conditional models)
 
 
 def pre_encode(dataset: AbstractDataset, encode: Callable, *, passes: int = 1, batch_size: int = 32) -> dict:

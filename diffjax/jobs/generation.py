@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -40,26 +40,59 @@ def resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], de
     return default if num_steps is None else num_steps
 
 
-def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping], cfg_scale: Optional[float]):
-    """The sampling denoiser: unconditional (every condition null) when `cond` is None, conditional
-    when `cfg_scale` is None or 1, else classifier-free guided."""
-    if cond is None or cfg_scale is None or cfg_scale == 1.0:
-        return model.denoiser(params, cond)
+def guidance_branches(model: DiffusionModel, cond: Mapping, cfg_scale: Union[float, Mapping[str, float]],
+                      negative: Optional[Mapping] = None) -> tuple[dict, list, list]:
+    """`(reference, branches, scales)` of `guidance.multi_condition_free` for a condition `cond`.
+
+    - `cfg_scale` a number w: plain CFG on every guided condition jointly (the inpainting mask is
+      not guided: it stays in both branches); reference = those conditions null, or `negative`.
+    - `cfg_scale` a mapping `{name: w}`: one branch per named condition (composable guidance); the
+      reference has each named condition null (or negative), the others as in `cond`.
+    """
     batch = jax.tree.leaves(cond)[0].shape[0]
-    return guidance.classifier_free(model.conditional_denoiser(params), cond, model.null_condition(batch),
-                                    scale=cfg_scale)
+    negative = dict(negative or {})
+
+    def reference_value(name):
+        return negative[name] if name in negative else model.conditioners[name].null(batch)
+
+    if isinstance(cfg_scale, Mapping):
+        unknown = sorted(set(cfg_scale) - set(cond))
+        if unknown:
+            raise ValueError(f"guidance scales for {unknown}, which the request does not condition on; "
+                             f"conditions given: {sorted(cond)}")
+        reference = {**cond, **{name: reference_value(name) for name in cfg_scale}}
+        branches = [{**reference, name: cond[name]} for name in sorted(cfg_scale)]
+        return reference, branches, [float(cfg_scale[name]) for name in sorted(cfg_scale)]
+    guided = [name for name in cond if model.conditioners[name].guided]
+    reference = {**cond, **{name: reference_value(name) for name in guided}}
+    return reference, [dict(cond)], [float(cfg_scale)]
+
+
+def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping],
+                    cfg_scale: Union[None, float, Mapping[str, float]], negative: Optional[Mapping] = None):
+    """The sampling denoiser: unconditional (every condition null) when `cond` is None, conditional
+    when `cfg_scale` is None (or 1 without a negative condition), else classifier-free guided
+    (`guidance_branches`)."""
+    plain = cfg_scale is None or (not isinstance(cfg_scale, Mapping) and cfg_scale == 1.0 and not negative)
+    if cond is None or plain:
+        return model.denoiser(params, cond)
+    reference, branches, scales = guidance_branches(model, cond, cfg_scale, negative)
+    return guidance.multi_condition_free(model.conditional_denoiser(params), reference, branches, scales=scales)
 
 
 @functools.lru_cache(maxsize=32)
 def _compiled_sampler(model: DiffusionModel, sampler: str, grid: str, steps: int, grid_options: tuple,
                       options: tuple, cfg_scale, conditional: bool, sdedit_strength, mesh):
     """The jitted `run(params, x_init, keys, cond, guide) -> latent`, built once per setting (so
-    chunked calls compile once), and the grid's first level."""
+    chunked calls compile once), and the grid's first level. `cond` is `{"cond": ..., "negative":
+    ...}`; `cfg_scale` a number or a sorted tuple of `(name, scale)`."""
     sigmas = sampling.grid_for_process(model.process, grid, steps, **dict(grid_options))
     sample, options = sampling.get_sampler(sampler), dict(options)
+    scale = dict(cfg_scale) if isinstance(cfg_scale, tuple) else cfg_scale
 
     def run(params, x_init, keys, cond, guide):
-        denoiser = guided_denoiser(model, params, cond, cfg_scale)
+        cond = cond or {}
+        denoiser = guided_denoiser(model, params, cond.get("cond"), scale, cond.get("negative"))
         if guide is None:
             return sample(denoiser, x_init, sigmas, key=keys, **options)
         return restoration.get_method("sdedit")(
@@ -74,7 +107,8 @@ def _compiled_sampler(model: DiffusionModel, sampler: str, grid: str, steps: int
 
 def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, seeds: Sequence[int],
              sampler: Optional[str] = None, nfe: Optional[int] = None, num_steps: Optional[int] = None,
-             grid: Optional[str] = None, cond: Optional[Mapping] = None, cfg_scale: Optional[float] = None,
+             grid: Optional[str] = None, cond: Optional[Mapping] = None,
+             cfg_scale: Union[None, float, Mapping[str, float]] = None, negative: Optional[Mapping] = None,
              sampler_options: Optional[dict] = None, init: Optional[np.ndarray] = None,
              strength: float = 1.0, mesh=None) -> Generated:
     """Samples one example per seed with a registered sampler and grid over the process's range.
@@ -86,7 +120,9 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
       sampler, grid: registered names; default the config's.
       nfe: a budget of denoiser calls per example (impossible budgets raise); or `num_steps` levels.
       cond, cfg_scale: a condition pytree with leading `[B]` (e.g. `{"label": [B]}`) and the
-        classifier-free guidance scale (1 or None: plain conditional).
+        classifier-free guidance scale (1 or None: plain conditional), or one scale per condition
+        name (`guidance_branches`).
+      negative: conditions that replace the null value in CFG's reference branch (a negative prompt).
       init, strength: SDEdit-style variation (Meng et al. 2022): waveforms `[B, L, C]` (one per seed)
         are encoded, noised to the level `strength` of the way up the grid, and denoised.
       mesh: a `training.parallel` mesh (default: this host's devices when the batch divides evenly).
@@ -101,7 +137,11 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
     if mesh is None:
         local = jax.local_device_count()
         mesh = parallel.make_mesh(local if len(seeds) % local == 0 else 1, local=True)
-    cond = None if cond is None else jax.tree.map(jnp.asarray, dict(cond))
+    packed = None
+    if cond is not None:
+        packed = {"cond": dict(cond), **({"negative": dict(negative)} if negative else {})}
+        packed = jax.tree.map(jnp.asarray, packed)
+    static_scale = tuple(sorted(cfg_scale.items())) if isinstance(cfg_scale, Mapping) else cfg_scale
     guide = None
     if init is not None:
         init = np.asarray(init, np.float32)
@@ -110,10 +150,10 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
         guide = model.codec.encode(jnp.asarray(init))
     run, sigma_max = _compiled_sampler(
         model, sampler, grid, steps, tuple(sorted(grid_options.items())), tuple(sorted(options.items())),
-        cfg_scale, cond is not None, None if guide is None else float(strength), mesh)
+        static_scale, packed is not None, None if guide is None else float(strength), mesh)
     x_init = sampling.initial_noise(np.asarray(seeds), model.latent_shape, sigma_max)
     keys = sampling.seed_keys(np.asarray(seeds))
-    latent = run(params, x_init, keys, cond, guide)
+    latent = run(params, x_init, keys, packed, guide)
     audio = model.codec.decode(latent, model.spec.shape[0])
     if init is None:
         cost = sampling.nfe(sampler, steps, **options)

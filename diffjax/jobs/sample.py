@@ -1,4 +1,5 @@
-"""The job behind experiments/sample.py: load a workdir, generate, write wavs, a PNG and a JSON."""
+"""The job behind experiments/sample.py: load a workdir, generate (unconditionally, under conditions, by
+trained inpainting, or long-form by continuation), write wavs, a PNG and a JSON."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,13 +8,16 @@ import os
 import time
 from typing import Optional
 
+import jax
 import numpy as np
 
 from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
+from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
+                                     require)
 from diffjax.jobs.generation import generate
+from diffjax.jobs.longform import generate_long
 from diffjax.jobs.workdir import load, write_json_atomically
-from diffjax.model import DataSpec
 
 log = logging.getLogger("diffjax")
 
@@ -29,64 +33,97 @@ class SampleRequest:
     batch: int = 0  # samples per call (0: all at once)
     label: Optional[str] = None  # class name or index
     cfg_scale: Optional[float] = None
-    init: Optional[str] = None  # SDEdit input wav
+    cfg_scales: Optional[str] = None  # per-condition scales, "text=4,notes=2"
+    prompt: Optional[str] = None
+    negative_prompt: Optional[str] = None
+    notes: Optional[str] = None  # a MIDI file
+    seconds: Optional[float] = None  # length of the output (timing condition; > window: long-form)
+    init: Optional[str] = None  # SDEdit input wav, or the clip to inpaint (with mask_start/mask_end)
     strength: float = 0.5
+    mask_start: Optional[float] = None  # seconds: inpaint [mask_start, mask_end) of init
+    mask_end: Optional[float] = None
+    continue_from: Optional[str] = None  # a wav to continue, up to `seconds` in all
+    overlap_seconds: Optional[float] = None  # long-form: audio shared by consecutive windows (None: a quarter window)
     ema_index: int = 0
     step: Optional[int] = None  # checkpoint step (default: the latest)
     out: Optional[str] = None
 
 
-def resolve_label(label: Optional[str], spec: DataSpec) -> Optional[int]:
-    """A class name or index -> index; an unknown name lists the valid ones."""
-    if label is None:
-        return None
-    names = list(spec.class_names)
-    if label.isdigit() and int(label) < max(len(names), spec.num_classes):
-        return int(label)
-    if label in names:
-        return names.index(label)
-    raise ValueError(f"unknown class {label!r}; valid classes: {', '.join(names)} (or their indices)")
+def _check_request(request: SampleRequest, window_seconds: float) -> None:
+    if (request.mask_start is None) != (request.mask_end is None):
+        raise ValueError("--mask_start and --mask_end go together (seconds of --init to regenerate)")
+    if request.mask_start is not None and request.init is None:
+        raise ValueError("--mask_start/--mask_end inpaint the clip given by --init; pass --init file.wav")
+    if request.continue_from is not None and request.seconds is None:
+        raise ValueError("--continue_from needs --seconds, the length of the whole piece")
+    if request.seconds is not None and request.seconds <= 0:
+        raise ValueError(f"--seconds must be > 0, got {request.seconds}")
+    if request.init is not None and (request.seconds or 0) > window_seconds:
+        raise ValueError(f"--init works on one window ({window_seconds:g} s); drop --seconds or use --continue_from")
 
 
-def _read_init(path: str, spec: DataSpec, num: int) -> np.ndarray:
-    length, channels = spec.shape
-    audio = audio_io.read_audio(path, sample_rate=spec.sample_rate, channels=channels)
-    if audio.shape[0] < length:
-        audio = np.pad(audio, ((0, length - audio.shape[0]), (0, 0)))
-    return np.broadcast_to(audio[:length], (num,) + audio[:length].shape)
+def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, sampler) -> tuple[np.ndarray, int, int]:
+    """`(audio [N, L, C], nfe, num_steps)` for one window per seed, in chunks of `request.batch`."""
+    model, config = loaded.model, loaded.config
+    init = None
+    if request.init is not None and request.mask_start is None:
+        init = np.broadcast_to(fit_window(read_clip(request.init, model.spec), model.spec.shape[0]),
+                               (request.num,) + model.spec.shape)
+    batch = request.batch or request.num
+    pieces = []
+    for start in range(0, request.num, batch):
+        rows = slice(start, start + batch)
+        pieces.append(generate(
+            model, loaded.params, sampling_config=config.sampling, seeds=seeds[rows], sampler=sampler,
+            grid=request.grid, nfe=request.nfe, cond=None if cond is None else jax.tree.map(lambda a: a[rows], cond),
+            cfg_scale=scale if cond is not None else None,
+            negative=None if negative is None else jax.tree.map(lambda a: a[rows], negative),
+            init=None if init is None else init[rows], strength=request.strength))
+    return np.concatenate([p.audio for p in pieces]), pieces[0].nfe, pieces[0].num_steps
 
 
 def run_sample_request(request: SampleRequest) -> dict:
     """Generates `request.num` samples and writes them; returns the summary that is also saved."""
     loaded = load(request.workdir, step=request.step, ema=request.ema_index)
     model, config = loaded.model, loaded.config
+    window = model.spec.shape[0] / model.spec.sample_rate if model.spec.is_audio else None
+    _check_request(request, window or 0.0)
     sampler = request.sampler or config.sampling.sampler
-    label = resolve_label(request.label, model.spec)
-    if label is not None and "label" not in model.conditioners:
-        raise ValueError(f"--class {request.label!r} was given but the model in {request.workdir} has no label "
-                         f"conditioner (its conditions: {sorted(model.conditioners) or 'none'})")
-    cfg_scale = request.cfg_scale if request.cfg_scale is not None else config.sampling.get("cfg_scale")
+    long_form = request.continue_from is not None or (request.seconds or 0) > (window or 0)
+    cond, negative = request_conditions(model, num=request.num, label=request.label, prompt=request.prompt,
+                                        negative_prompt=request.negative_prompt, notes=request.notes,
+                                        seconds=request.seconds, timing=not long_form)
+    if request.mask_start is not None:
+        require(model, "inpaint", "--mask_start/--mask_end")
+        cond = {**(cond or {}), "inpaint": inpaint_condition(model, read_clip(request.init, model.spec),
+                                                               request.mask_start, request.mask_end, request.num)}
+    scale = parse_scales(request.cfg_scales, model) or (
+        request.cfg_scale if request.cfg_scale is not None else config.sampling.get("cfg_scale"))
     seeds = np.arange(request.seed, request.seed + request.num)
-    init = None if request.init is None else _read_init(request.init, model.spec, request.num)
-    batch = request.batch or request.num
     tic = time.time()
-    pieces = []
-    for start in range(0, request.num, batch):
-        chunk = seeds[start:start + batch]
-        cond = None if label is None else {"label": np.full(len(chunk), label, np.int32)}
-        pieces.append(generate(
-            model, loaded.params, sampling_config=config.sampling, seeds=chunk, sampler=sampler, grid=request.grid,
-            nfe=request.nfe, cond=cond, cfg_scale=cfg_scale if label is not None else None,
-            init=None if init is None else init[start:start + batch], strength=request.strength))
+    if long_form:
+        prefix = None if request.continue_from is None else np.repeat(
+            read_clip(request.continue_from, model.spec)[None], request.num, axis=0)
+        piece = generate_long(model, loaded.params, sampling_config=config.sampling, seeds=seeds.tolist(),
+                              seconds=request.seconds, overlap_seconds=request.overlap_seconds or window / 4, cond=cond,
+                              prefix=prefix, sampler=sampler, grid=request.grid, nfe=request.nfe,
+                              cfg_scale=scale if cond else None, negative=negative)
+        audio, nfe, num_steps = piece.audio, piece.nfe, None
+    else:
+        audio, nfe, num_steps = _generate(request, loaded, cond, negative, scale, seeds, sampler)
+        if request.seconds is not None and model.spec.is_audio:
+            audio = audio[:, :int(round(request.seconds * model.spec.sample_rate))]
     wall = time.time() - tic
-    audio = np.concatenate([p.audio for p in pieces])
-    out_dir = request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{pieces[0].nfe}")
+    out_dir = request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{nfe}")
     os.makedirs(out_dir, exist_ok=True)
     summary = {"workdir": request.workdir, "checkpoint_step": int(loaded.step), "sampler": sampler,
-               "grid": request.grid or config.sampling.grid, "nfe": pieces[0].nfe,
-               "num_steps": pieces[0].num_steps, "seeds": seeds.tolist(), "label": label,
-               "cfg_scale": cfg_scale if label is not None else None, "init": request.init,
-               "strength": request.strength if request.init else None, "wall_seconds": wall}
+               "grid": request.grid or config.sampling.grid, "nfe": nfe, "num_steps": num_steps,
+               "seeds": seeds.tolist(), "conditions": sorted(cond or {}),
+               "cfg_scale": (scale if isinstance(scale, (int, float)) or scale is None else dict(scale)) if cond else None,
+               **{k: getattr(request, k) for k in ("label", "prompt", "negative_prompt", "notes", "seconds", "init",
+                                                   "mask_start", "mask_end", "continue_from")},
+               "strength": request.strength if request.init and request.mask_start is None else None,
+               "wall_seconds": wall}
     if model.spec.is_audio:
         _write_audio(out_dir, audio, seeds, model.spec.sample_rate)
         seconds = audio.shape[0] * audio.shape[1] / model.spec.sample_rate

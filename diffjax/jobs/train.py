@@ -104,11 +104,18 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def host_batches(dataset, first_step: int, count: int, batch_size: int, seed: int) -> dict:
-    """This host's batches for steps [first_step, first_step + count), stacked on a new axis 0."""
-    batches = [dataset.batch(s, batch_size, seed=seed, process_index=jax.process_index(),
-                             process_count=jax.process_count()) for s in range(first_step, first_step + count)]
-    return {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0] if k != "index"}
+def host_batches(dataset, first_step: int, count: int, batch_size: int, seed: int, prepare: Callable) -> dict:
+    """This host's batches for steps [first_step, first_step + count), each through `prepare` (what
+    the train step reads: arrays only), stacked on a new axis 0."""
+    batches = [prepare(dataset.batch(s, batch_size, seed=seed, process_index=jax.process_index(),
+                                     process_count=jax.process_count()))
+               for s in range(first_step, first_step + count)]
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *batches)
+
+
+def audio_only(batch: dict) -> dict:
+    """The data of a batch ('x', 'mask') without its attributes (the autoencoder's `prepare`)."""
+    return {k: np.asarray(batch[k]) for k in ("x", "mask")}
 
 
 def check_unchanged(workdir: str, config) -> None:
@@ -190,6 +197,7 @@ class Method:
 
     Attributes:
       dataset: the batches it trains on (pre-encoded latents for a codec with `encode_once`).
+      prepare: a dataset batch -> the arrays the train step reads (host side: captions tokenised).
       loss_fn, update_method_state: the generic train step's contract (`diffjax.training.step`).
       init_params: fresh params -> the params to start from (a distillation student: the teacher's).
       init_method_state: params -> the state the method keeps beside the weights.
@@ -198,6 +206,7 @@ class Method:
     """
 
     dataset: Any
+    prepare: Callable
     loss_fn: Callable
     init_params: Callable
     init_method_state: Callable
@@ -225,9 +234,9 @@ def diffusion_method(config, model, dataset, workdir: str) -> Method:
     evaluate = lambda p, step: train_eval.evaluate(config, model, p, dataset, workdir, step)  # noqa: E731
     if "distill" not in config:
         loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())
-        return Method(train_data, diffusion_loss_fn(model, loss), lambda p: p, lambda p: {}, None, log_samples, evaluate)
+        return Method(train_data, model.host_batch, diffusion_loss_fn(model, loss), lambda p: p, lambda p: {}, None, log_samples, evaluate)
     objective = distillation.make_objective(config, model=model, teacher=load_teacher(config.distill), dataset=dataset)
-    return Method(train_data, objective.loss_fn, objective.init_params, objective.init_method_state,
+    return Method(train_data, model.host_batch, objective.loss_fn, objective.init_params, objective.init_method_state,
                   objective.update_method_state, log_samples, evaluate)
 
 
@@ -236,7 +245,7 @@ def autoencoder_method(config, model, dataset, workdir: str) -> Method:
     objective = autoencoder_job.build_objective(config, model)
     example = jax.numpy.zeros((1,) + model.spec.shape, jax.numpy.float32)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xD15C)
-    return Method(dataset, objective.loss_fn, lambda p: p, lambda p: objective.init_method_state(p, key, example),
+    return Method(dataset, audio_only, objective.loss_fn, lambda p: p, lambda p: objective.init_method_state(p, key, example),
                   objective.update_method_state,
                   lambda p, writer, step: autoencoder_job.log_reconstructions(model, p, dataset, writer, step),
                   lambda p, step: autoencoder_job.evaluate(config, model, p, dataset, workdir, step))
@@ -252,7 +261,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     mesh = parallel.make_mesh(train.get("num_devices") or None)
     parallel.check_batch_size(train.batch_size, mesh)
     dataset = data_lib.build_dataset(config.data)
-    model = model_for(config, data_spec(dataset))
+    model = model_for(config, data_spec(dataset), workdir=workdir, dataset=dataset)
     check_unchanged(workdir, config)
     method = (autoencoder_method if is_autoencoder(config) else diffusion_method)(config, model, dataset, workdir)
     if jax.process_index() == 0:
@@ -285,7 +294,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     tic, tic_step = time.time(), start
     with _Preemption() as preemption:
         for step in range(start, train.num_steps, k):
-            batches = parallel.shard_batch(host_batches(method.dataset, step, k, train.batch_size, seed), mesh, stacked=True)
+            batches = parallel.shard_batch(host_batches(method.dataset, step, k, train.batch_size, seed, method.prepare), mesh, stacked=True)
             keys = jnp.stack([jax.random.fold_in(base_key, s) for s in range(step, step + k)])
             state, metrics = train_steps(state, batches, parallel.replicate(keys, mesh))
             done = step + k

@@ -1,5 +1,5 @@
 """A workdir on disk: `config.json` (the resolved config), `model.json` (what one data example is),
-and `checkpoints/` (orbax). `load(workdir)` is the only path from a checkpoint to a model object.
+`tokenizer.json` (a text-conditioned model's caption vocabulary) and `checkpoints/` (orbax). `load(workdir)` is the only path from a checkpoint to a model object.
 
     loaded = load("runs/default", step=None, ema=0)     # ema=-1: the raw weights
     D = loaded.model.denoiser(loaded.params)
@@ -16,12 +16,14 @@ from typing import Any, Callable, Optional
 import jax
 import ml_collections
 
+from diffjax.conditioners.text import train_tokenizer, vocabulary_size
 from diffjax.model import AutoencoderModel, DataSpec, DiffusionModel, build_autoencoder_model, build_model
 from diffjax.training import checkpoint
 
 log = logging.getLogger("diffjax")
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
+TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 2  # 2: the model object (data spec in model.json, conditioning section, method_state)
 
 
@@ -145,12 +147,39 @@ def codec_context(config) -> dict:
     return {"autoencoder": loaded.model, "autoencoder_params": jax.device_get(loaded.params)}
 
 
-def model_for(config, spec: DataSpec) -> DiffusionModel | AutoencoderModel:
+def conditioning_context(config, *, workdir: Optional[str] = None, dataset=None) -> dict:
+    """What `config.conditioning` needs beyond its keys: the text conditioner's `tokenizer`, read
+    from `<workdir>/tokenizer.json`, or trained on `dataset.caption_corpus()` (the training job's
+    first run) and written there."""
+    if "text" not in (config.get("conditioning") or {}):
+        return {}
+    path = os.path.join(workdir, TOKENIZER_FILE) if workdir else None
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return {"tokenizer": f.read()}
+    if dataset is None:
+        raise FileNotFoundError(f"{path or 'no workdir given'}: a text-conditioned model needs the caption "
+                                f"vocabulary its training run wrote ({TOKENIZER_FILE}); restore the file or retrain")
+    tokenizer = train_tokenizer(dataset.caption_corpus())
+    if path and jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(tokenizer)
+        os.replace(tmp, path)
+        log.info("trained a caption vocabulary of %d words; saved as %s", vocabulary_size(tokenizer), path)
+    return {"tokenizer": tokenizer}
+
+
+def model_for(config, spec: DataSpec, *, workdir: Optional[str] = None,
+              dataset=None) -> DiffusionModel | AutoencoderModel:
     """The model object of a config: an autoencoder (`autoencoder` section) or a diffusion model,
-    whose 'latent' codec gets its autoencoder from `codec_context`."""
+    whose 'latent' codec gets its autoencoder from `codec_context` and whose conditioners get what
+    they need from `conditioning_context` (`workdir`, `dataset`: where to find or train it)."""
     if is_autoencoder(config):
         return build_autoencoder_model(config, spec)
-    return build_model(config, spec, codec_context=codec_context(config))
+    return build_model(config, spec, codec_context=codec_context(config),
+                       conditioning_context=conditioning_context(config, workdir=workdir, dataset=dataset))
 
 
 def abstract_weights(model: DiffusionModel | AutoencoderModel, num_emas: int) -> dict:
@@ -185,7 +214,7 @@ def load(workdir: str, *, step: Optional[int] = None, ema: int = 0,
                          f"{'an' if kind == 'autoencoder' else 'a'} {kind} model: "
                          + ("pass a diffusion workdir (one trained with configs/default.py or configs/latent.py)"
                             if kind == "diffusion" else "pass a workdir trained with configs/autoencoder.py"))
-    model = model_for(config, load_spec(workdir))
+    model = model_for(config, load_spec(workdir), workdir=workdir)
     if check is not None:
         check(config, model)
     num_emas = len(config.training.ema_halflife_examples)

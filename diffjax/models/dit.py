@@ -6,7 +6,9 @@ cross-attention to conditioning tokens and prepended global tokens. For x `[B, T
 autoencoder latents, or a waveform `[B, L, C]`; the trailing axes of `[B, T, *rest]` are flattened
 into C and restored at the end), with D = `width` and p = `patch_size`:
 
-  1. Frames outside `cond['sequence_mask']` are zeroed; T is zero-padded to N p frames, and each
+  1. `cond['concat']` `[B, T, C']` (frame-aligned conditions: an inpainting mask and its known
+     frames, a piano roll) is appended to the channels, as stable-audio-tools' input-concat
+     conditioning. Frames outside `cond['sequence_mask']` are zeroed; T is zero-padded to N p frames, and each
      patch of p frames is one token: `[B, N, p C] -> Dense -> [B, N, D]` (DiT sec. 3.1).
   2. The conditioning vector `c [B, D] = NoiseEmbedding(c_noise) + Dense(cond['global'])
      + ClassEmbedding(cond['label'])` (DiT sec. 3.2; null class = `num_classes`).
@@ -345,6 +347,12 @@ class DiT(nn.Module):
         frames = jnp.ones((b, t), bool) if frames is None else jnp.asarray(frames, bool)
         if frames.shape != (b, t):
             raise ValueError(f"cond['sequence_mask'] must be [B, T] = {(b, t)}; got {frames.shape}")
+        extra = cond.get("concat")  # frame-aligned conditions (inpainting, piano roll): more input channels
+        if extra is not None:
+            extra = jnp.asarray(extra, self.dtype)
+            if extra.shape[:2] != (b, t):
+                raise ValueError(f"cond['concat'] must be [B, T, ...] = [{b}, {t}, ...]; got {extra.shape}")
+            h = jnp.concatenate([h, extra.reshape(b, t, -1)], axis=-1)
         h = jnp.where(frames[:, :, None], h, jnp.zeros_like(h))
         h = nn.Dense(self.width, dtype=self.dtype, name="patch_embed")(patchify(h, p))  # [B, N, D]
         mask = patch_mask(frames, p)  # [B, N]

@@ -90,10 +90,10 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 
 
 def shard_batch(host_batch: dict, mesh: Mesh, *, stacked: bool = False) -> dict:
-    """This host's slice of the global batch -> global arrays sharded on the batch axis."""
+    """This host's slice of the global batch (a pytree of numpy arrays) -> global arrays sharded on
+    the batch axis."""
     sharding = batch_sharding(mesh, stacked=stacked)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in host_batch.items()}
+    return jax.tree.map(lambda v: jax.make_array_from_process_local_data(sharding, np.asarray(v)), dict(host_batch))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

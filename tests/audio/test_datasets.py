@@ -127,7 +127,7 @@ def test_split_is_fixed_by_path_hash(folder, tmp_path):
 def test_resampled_crops_keep_their_frequency(folder, tmp_path):
     ds = make(folder, tmp_path)  # _crop reads any usable file, whatever its split
     rel = "keys/f02.wav"  # 44.1 kHz, 300 Hz, 1.2 s
-    x, m = ds._crop(rel, np.random.default_rng(0))
+    x, m, _ = ds._crop(rel, np.random.default_rng(0))
     assert x.shape == (8000, 1) and m.sum() == 8000
     spec = np.abs(np.fft.rfft(x[:, 0] * np.hanning(8000), 8 * 8000))
     assert abs(np.fft.rfftfreq(8 * 8000, 1 / SR)[np.argmax(spec)] - 300) < 1.0
@@ -266,3 +266,168 @@ def test_a_loaded_workdir_never_chooses_where_caches_are_written():
     config.data.cache_dir = "/somewhere/else"
     assert "cache_dir" not in data_section_for_reading(config)
     assert data_section_for_reading(config)["name"] == config.data.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Captions and timing (diffjax.audio.captions, diffjax.audio.metadata)
+# ---------------------------------------------------------------------------------------------
+
+LABEL_KEYS = ("label", "pitch", "kind", "quality", "velocity")
+
+
+def tiny_synth(tmp_path, **kw):
+    kw = {"num_train": 8, "num_eval": 2, "clip_seconds": 0.5, "cache_dir": str(tmp_path), **kw}
+    return get_dataset("synth_music", **kw)
+
+
+def templates_of(ds, i):
+    from diffjax.audio import captions
+    labels = {k: ds._data[k][i] for k in LABEL_KEYS}
+    return {captions.caption(labels, t) for t in range(captions.num_templates(labels["kind"]))}
+
+
+def test_synth_batches_carry_captions_and_seconds(tmp_path):
+    ds = tiny_synth(tmp_path, crop_seconds=0.25)
+    b = ds.batch(0, 8, seed=1)
+    assert b["caption"].shape == (8,) and b["caption"].dtype == object
+    assert all(c in templates_of(ds, i) for c, i in zip(b["caption"], b["index"]))
+    assert b["seconds_start"].dtype == b["seconds_total"].dtype == np.float32
+    assert np.all((b["seconds_start"] >= 0) & (b["seconds_start"] <= 0.25))
+    assert len(set(b["seconds_start"])) > 1 and np.all(b["seconds_total"] == 0.25)
+    for j, i in enumerate(b["index"]):  # x is the clip from seconds_start on
+        s = int(round(b["seconds_start"][j] * SR))
+        np.testing.assert_array_equal(b["x"][j, :, 0], ds._data["audio"][i, s:s + 4000])
+    whole = tiny_synth(tmp_path).batch(0, 4, seed=1)
+    assert np.all(whole["seconds_start"] == 0) and np.all(whole["seconds_total"] == 0.5)
+    assert len(ds.caption_corpus()) == 8 * 8 and b["caption"][0] in ds.caption_corpus()
+
+
+def test_synth_captions_are_a_function_of_seed_step_and_position(tmp_path):
+    ds = tiny_synth(tmp_path)
+    b = ds.batch(3, 4, seed=2)
+    again = tiny_synth(tmp_path).batch(3, 4, seed=2)
+    np.testing.assert_array_equal(b["caption"], again["caption"])
+    halves = [ds.batch(3, 4, seed=2, process_index=i, process_count=2)["caption"] for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate(halves), b["caption"])
+    # Epochs see each clip with different templates: clip -> captions over 6 epochs of 8.
+    seen = {}
+    for step in range(6):
+        e = ds.batch(step, 8, seed=2)
+        for i, c in zip(e["index"], e["caption"]):
+            seen.setdefault(int(i), set()).add(c)
+    assert all(len(s) >= 2 for s in seen.values())
+
+
+def test_synth_events_follow_the_crop(tmp_path):
+    ds = tiny_synth(tmp_path, crop_seconds=0.25)
+    events = np.tile(np.array([[60, 0.0, 0.3, 0.5], [62, 0.2, 0.2, 0.5], [64, 0.4, 0.05, 0.5],
+                               [-1, 0, 0, 0]], np.float32), (8, 1, 1))
+    ds.__dict__["_data"] = {**ds._data, "events": events}  # as from synth with events
+    b = ds.batch(1, 8, seed=0)
+    ev = b["events"]
+    assert ev.shape == (8, 4, 4) and ev.dtype == np.float32
+    for j in range(8):
+        s, real = b["seconds_start"][j], ev[j][ev[j, :, 0] >= 0]
+        kept = [r for r in events[0] if r[0] >= 0 and s <= r[1] < s + 0.25]
+        np.testing.assert_allclose(real[:, 0], [r[0] for r in kept])
+        np.testing.assert_allclose(real[:, 1], [r[1] - s for r in kept], atol=1e-6)
+        assert np.all(real[:, 1] + real[:, 2] <= 0.25 + 1e-6)
+        assert np.all(ev[j, len(real):, 0] == -1)  # padding after the kept events
+
+
+def test_synth_min_seconds_gives_masked_variable_lengths(tmp_path):
+    ds = tiny_synth(tmp_path, crop_seconds=0.4, min_seconds=0.1)
+    full = tiny_synth(tmp_path, crop_seconds=0.4).batch(2, 8, seed=0)
+    b = ds.batch(2, 8, seed=0)
+    total = b["seconds_total"]
+    assert np.all((total >= 0.1) & (total <= 0.4)) and len(set(total)) == 8
+    np.testing.assert_array_equal(b["seconds_start"], full["seconds_start"])  # same crops
+    for j, t in enumerate(total):
+        n = int(round(t * SR))
+        assert b["mask"][j].sum() == n and np.all(b["mask"][j, :n] == 1)
+        assert np.all(b["x"][j, n:] == 0)
+        np.testing.assert_array_equal(b["x"][j, :n - 160], full["x"][j, :n - 160])  # 10 ms fade
+        assert np.all(np.abs(b["x"][j, n - 160:n]) <= np.abs(full["x"][j, n - 160:n]))
+    if "events" in b:
+        real = b["events"][..., 0] >= 0
+        assert np.all(b["events"][..., 1][real] < total[:, None].repeat(real.shape[1], 1)[real])
+    for bad in (0.0, 0.5):
+        with pytest.raises(ValueError, match="data.synth_music.min_seconds"):
+            tiny_synth(tmp_path, crop_seconds=0.4, min_seconds=bad)
+
+
+def test_folder_batches_carry_seconds(folder, tmp_path):
+    ds = make(folder, tmp_path)
+    b = ds.batch(0, 2 * len(ds), seed=0)
+    assert "caption" not in b
+    assert b["seconds_start"].dtype == b["seconds_total"].dtype == np.float32
+    for j, i in enumerate(b["index"]):
+        rel = ds.files[i]
+        duration = ds._manifest["files"][rel]["duration"]
+        assert b["seconds_total"][j] == pytest.approx(b["mask"][j].sum() / SR)
+        if rel == "keys/f00.wav":  # 0.25 s: shorter than a crop
+            assert b["seconds_start"][j] == 0 and b["seconds_total"][j] == 0.25
+        else:
+            assert b["seconds_total"][j] == 0.5
+            assert 0 <= b["seconds_start"][j] <= duration - 0.5 + 1e-4
+    x, m, start = ds._crop("keys/f06.wav", np.random.default_rng(1))  # 16 kHz, 1.6 s, 500 Hz
+    whole = tone(500, SR, 1.6)
+    s = int(round(start * SR))
+    np.testing.assert_allclose(x[:, 0], whole[s:s + 8000], atol=1e-4)
+
+
+def write_metadata(path, rows, kind):
+    import csv
+    import json
+    with open(path, "w", newline="") as f:
+        if kind == "csv":
+            w = csv.writer(f)
+            w.writerow(["path", "caption", "bpm"])
+            w.writerows([[p, c, "120"] for p, c in rows])
+        else:
+            f.writelines(json.dumps({"path": p, "caption": c, "bpm": 120}) + "\n" for p, c in rows)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_folder_metadata_gives_captions(folder, tmp_path, kind, caplog):
+    files = make(folder, tmp_path).files
+    rows = [(rel, f"a tone, file {rel}") for rel in files[1:]]  # files[0]: no row
+    rows += [("missing.wav", "no such file"), (files[1], "a second caption")]
+    if kind == "jsonl":  # absolute paths under root also name the file
+        rows = [(os.path.join(folder, r), c) if r == files[2] else (r, c) for r, c in rows]
+    meta = tmp_path / f"meta.{kind}"
+    write_metadata(meta, rows, kind)
+    # A path relative to root (csv) or absolute (jsonl).
+    path = os.path.relpath(meta, folder) if kind == "csv" else str(meta)
+    with caplog.at_level(logging.WARNING, logger="diffjax"):
+        ds = make(folder, tmp_path, metadata=path)
+    assert "1 row(s)" in caplog.text and "missing.wav" in caplog.text
+    b = ds.batch(0, 2 * len(ds), seed=0)
+    assert b["caption"].dtype == object and b["caption"].shape == (2 * len(ds),)
+    for c, i in zip(b["caption"], b["index"]):
+        rel = ds.files[i]
+        expected = {""} if i == 0 else {f"a tone, file {rel}"}
+        if i == 1:
+            expected.add("a second caption")
+        assert c in expected, (rel, c)
+    corpus = ds.caption_corpus()
+    assert len(corpus) == len(files) and "a second caption" in corpus
+    np.testing.assert_array_equal(make(folder, tmp_path, metadata=path).batch(0, 4, seed=0)["caption"],
+                                  b["caption"][:4])
+
+
+@pytest.mark.parametrize("name,text", [("bad.csv", "file,text\na.wav,hello\n"),
+                                       ("bad.jsonl", '{"path": "a.wav", "caption": "x"}\nnot json\n'),
+                                       ("bad.jsonl", '{"path": "a.wav"}\n'),
+                                       ("bad.txt", "path,caption\n")])
+def test_folder_malformed_metadata_is_an_error_naming_the_file(folder, tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"{name}.*'path' and 'caption'"):
+        make(folder, tmp_path, metadata=str(tmp_path / name))
+
+
+def test_folder_missing_metadata_is_an_error(folder, tmp_path):
+    with pytest.raises(ValueError, match="nowhere.csv.*'path' and 'caption'"):
+        make(folder, tmp_path, metadata=str(tmp_path / "nowhere.csv"))
+    with pytest.raises(ValueError, match="data.folder.metadata"):
+        make(folder, tmp_path).caption_corpus()

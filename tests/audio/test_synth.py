@@ -1,4 +1,4 @@
-"""Tests for diffjax.audio.synth: determinism, labels, and that the music is musical."""
+"""Tests for diffjax.audio.synth: determinism, labels, note events, and that the music is musical."""
 import numpy as np
 import pytest
 
@@ -51,6 +51,33 @@ def test_labels_cover_the_vocabulary(clips):
     assert np.all(clips["quality"][chords] >= 0) and np.all(clips["quality"][~chords] == -1)
     assert {synth.QUALITY_NAMES[q] for q in clips["quality"][chords]} >= {"major", "minor"}
     assert np.all((clips["velocity"] >= 0.4) & (clips["velocity"] <= 1.0))
+
+
+def test_events(clips):
+    ev, n = clips["events"], len(clips["audio"])
+    assert ev.dtype == np.float32 and ev.shape[0] == n and ev.shape[2] == 4
+    valid = ev[..., 0] >= 0
+    assert np.all(valid[:, 0]) and np.all(valid[:, :-1] >= valid[:, 1:])  # >= 1 each, padding last
+    np.testing.assert_array_equal(ev[~valid], np.tile([-1.0, 0.0, 0.0, 0.0], ((~valid).sum(), 1)))
+    assert valid.sum(1).max() == ev.shape[1]
+    for i in range(n):
+        e = ev[i, valid[i]].astype(np.float64)
+        pitch, onset, dur, vel = e.T
+        kind, v = synth.KINDS[clips["kind"][i]], clips["velocity"][i]
+        assert np.all((onset >= 0) & (onset < 0.5) & (dur > 0) & (onset + dur <= 0.5 + 1e-6)), i
+        assert np.array_equal(np.lexsort((pitch, onset)), np.arange(len(e))), i  # sorted
+        if kind == "drums":
+            assert np.all(pitch == clips["pitch"][i]) and np.all((vel >= 0.8 * v - 1e-6) & (vel <= v))
+            np.testing.assert_allclose(dur[:-1], np.diff(onset), rtol=1e-5)  # one beat each
+            continue
+        assert np.all(vel == v) and pitch.min() >= clips["pitch"][i], i
+        if kind == "note":
+            assert len(e) == 1 and pitch[0] == clips["pitch"][i] and onset[0] == 0, i
+        elif kind == "chord":
+            assert len(e) in (3, 4) and pitch[0] == clips["pitch"][i] and np.all(onset == 0), i
+        else:
+            assert len(set(pitch)) <= 4 and np.all(np.diff(onset) > 0), i  # one tone per step
+            np.testing.assert_allclose(np.diff(onset), onset[1] if len(e) > 1 else [], rtol=1e-5)
 
 
 def test_pitched_notes_sound_at_their_midi_pitch(clips):

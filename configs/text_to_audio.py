@@ -21,11 +21,11 @@ def get_config(arg: str = ""):
                                                               dropout=0.1))
     config.conditioning.timing = ml_collections.ConfigDict(dict(width=64, dropout=0.1))
     config.sampling.cfg_scale = 3.0  # measured in benchmarks/conditioning.py (README)
-    # Text and timing cost ~10% more per step than the quick start; 1500 steps in 12 minutes on
-    # 2 CPU cores (the README's table is from this config).
-    config.training.num_steps = 1500
-    config.training.max_minutes = 12.0
-    config.optim.decay_steps = 1500
+    # Text and timing cost ~10% more per step than the quick start: 1200 steps, ~9 minutes on 2 CPU
+    # cores (the README's conditioning table is from this config).
+    config.training.num_steps = 1200
+    config.training.max_minutes = 10.0
+    config.optim.decay_steps = 1200
     if "smoke" in arg.split(","):
         default.apply_smoke(config)
         config.data.synth_music.min_seconds = 0.1

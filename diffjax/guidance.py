@@ -6,7 +6,7 @@ condition in, a denoiser `D(x, sigma)` out. It never forks the sampler loop (STY
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Union
 
 import jax
 import jax.numpy as jnp
@@ -47,23 +47,31 @@ def classifier_free(conditional_denoiser: ConditionalDenoiser, cond: Any, null_c
 
 
 @GUIDANCE.register("cfg_multi")
-def multi_condition_free(conditional_denoiser: ConditionalDenoiser, reference: Any, branches: Sequence[Any], *,
-                         scales: Sequence[float]) -> Denoiser:
+def multi_condition_free(conditional_denoiser: ConditionalDenoiser, cond: Mapping[str, Any],
+                         reference: Mapping[str, Any], *, scales: Union[float, Mapping[str, float]]) -> Denoiser:
     """Classifier-free guidance over several conditions with one scale each (composable diffusion,
-    Liu et al. 2022, eq. 10; negative prompts as the reference, as Stable Diffusion):
+    Liu et al. 2022, eq. 10; a negative prompt as the reference, as in Stable Diffusion):
 
         D_w(x, s) = D(x, s | ref) + sum_j w_j (D(x, s | branch_j) - D(x, s | ref))
 
-    In score terms, with `ref` the null condition and `branch_j` adding condition `c_j` alone,
-    `score_w = grad log p(x) + sum_j w_j grad log p(c_j | x)`: each condition's likelihood is
-    raised to its own power. A negative condition replaces the null value inside `ref`; conditions
-    that are not guided (an inpainting mask) are the same in every branch. One branch with scale w
-    is plain CFG. All `1 + len(branches)` calls share one network call on a stacked batch.
+    `cond` and `reference` are condition dicts `{name: value [B, ...]}`; `reference` holds each guided
+    condition's null (or negative) value and every other condition as in `cond` (an inpainting mask
+    stays in all branches). `scales` a mapping `{name: w_j}`: branch_j is `reference` with condition
+    `name` from `cond`; in score terms, with a null reference,
+    `score_w = grad log p(x) + sum_j w_j grad log p(c_j | x)`: each condition's likelihood is raised
+    to its own power. `scales` a number w: one branch, `cond` itself (plain CFG against `reference`).
+    The `1 + #branches` evaluations share one network call on a stacked batch.
     """
-    if len(branches) != len(scales) or not branches:
-        raise ValueError(f"need one scale per branch (and at least one branch); got {len(branches)} branches and "
-                         f"{len(scales)} scales")
-    stacked = reference
+    if isinstance(scales, Mapping):
+        unknown = sorted(set(scales) - set(cond))
+        if unknown:
+            raise ValueError(f"guidance scales for {unknown}, which are not in the condition {sorted(cond)}")
+        names = sorted(scales)
+        branches = [{**reference, name: cond[name]} for name in names]
+        weights = [float(scales[name]) for name in names]
+    else:
+        branches, weights = [dict(cond)], [float(scales)]
+    stacked = dict(reference)
     for branch in branches:
         stacked = _concat(stacked, branch)
     copies = 1 + len(branches)
@@ -72,7 +80,7 @@ def multi_condition_free(conditional_denoiser: ConditionalDenoiser, reference: A
         sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
         out = conditional_denoiser(jnp.concatenate([x] * copies), jnp.concatenate([sigma] * copies), stacked)
         parts = jnp.split(out, copies)
-        return parts[0] + sum(w * (part - parts[0]) for w, part in zip(scales, parts[1:]))
+        return parts[0] + sum(w * (part - parts[0]) for w, part in zip(weights, parts[1:]))
 
     return denoiser
 

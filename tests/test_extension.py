@@ -77,6 +77,15 @@ class PitchClass(AbstractConditioner):
     def network_kwargs(self):
         return {"num_classes": 12}
 
+    def host_value(self, batch):
+        return None if "pitch" not in batch else np.asarray(batch["pitch"], np.int32)
+
+    def train_value(self, value, x0, key):
+        return value
+
+    def embedder(self):
+        return None  # feeds the network's own class embedding
+
 
 @pytest.fixture
 def pitch_conditioner():

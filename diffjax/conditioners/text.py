@@ -98,7 +98,7 @@ class TransformerTextEncoder(nn.Module):
     @nn.compact
     def __call__(self, ids: Array, mask: Array) -> Array:
         h = nn.Embed(self.vocab_size, self.width, name="token_embedding")(ids)
-        h = h + self.param("position_embedding", nn.initializers.normal(0.02), (self.max_tokens, self.width))
+        h = h + self.param("position_embedding", nn.initializers.normal(0.02), (self.max_tokens, self.width))[None]
         for i in range(self.depth):
             h = EncoderBlock(self.width, self.num_heads, name=f"block_{i}")(h, mask)
         return nn.LayerNorm(name="final_norm")(h)

@@ -40,44 +40,34 @@ def resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], de
     return default if num_steps is None else num_steps
 
 
-def guidance_branches(model: DiffusionModel, cond: Mapping, cfg_scale: Union[float, Mapping[str, float]],
-                      negative: Optional[Mapping] = None) -> tuple[dict, list, list]:
-    """`(reference, branches, scales)` of `guidance.multi_condition_free` for a condition `cond`.
-
-    - `cfg_scale` a number w: plain CFG on every guided condition jointly (the inpainting mask is
-      not guided: it stays in both branches); reference = those conditions null, or `negative`.
-    - `cfg_scale` a mapping `{name: w}`: one branch per named condition (composable guidance); the
-      reference has each named condition null (or negative), the others as in `cond`.
-    """
+def guidance_reference(model: DiffusionModel, cond: Mapping, cfg_scale: Union[float, Mapping[str, float]],
+                       negative: Optional[Mapping] = None) -> dict:
+    """CFG's reference condition (`guidance.multi_condition_free`): the guided conditions (those named
+    in a `{name: scale}` mapping; for one number, every conditioner with `guided`, i.e. all but the
+    inpainting mask) set to their `negative` value, else their null value; the others as in `cond`."""
     batch = jax.tree.leaves(cond)[0].shape[0]
     negative = dict(negative or {})
-
-    def reference_value(name):
-        return negative[name] if name in negative else model.conditioners[name].null(batch)
-
     if isinstance(cfg_scale, Mapping):
-        unknown = sorted(set(cfg_scale) - set(cond))
-        if unknown:
-            raise ValueError(f"guidance scales for {unknown}, which the request does not condition on; "
-                             f"conditions given: {sorted(cond)}")
-        reference = {**cond, **{name: reference_value(name) for name in cfg_scale}}
-        branches = [{**reference, name: cond[name]} for name in sorted(cfg_scale)]
-        return reference, branches, [float(cfg_scale[name]) for name in sorted(cfg_scale)]
-    guided = [name for name in cond if model.conditioners[name].guided]
-    reference = {**cond, **{name: reference_value(name) for name in guided}}
-    return reference, [dict(cond)], [float(cfg_scale)]
+        guided = list(cfg_scale)
+    else:
+        guided = [name for name in cond if model.conditioners[name].guided]
+    unknown = sorted(set(negative) - set(cond))
+    if unknown:
+        raise ValueError(f"negative conditions {unknown} without a positive one; conditions given: {sorted(cond)}")
+    return {**cond, **{name: negative[name] if name in negative else model.conditioners[name].null(batch)
+                       for name in guided if name in cond}}
 
 
 def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping],
                     cfg_scale: Union[None, float, Mapping[str, float]], negative: Optional[Mapping] = None):
     """The sampling denoiser: unconditional (every condition null) when `cond` is None, conditional
-    when `cfg_scale` is None (or 1 without a negative condition), else classifier-free guided
-    (`guidance_branches`)."""
+    when `cfg_scale` is None (or 1 without a negative condition), else classifier-free guided: one
+    scale for all guided conditions, or one per condition name (`guidance.multi_condition_free`)."""
     plain = cfg_scale is None or (not isinstance(cfg_scale, Mapping) and cfg_scale == 1.0 and not negative)
     if cond is None or plain:
         return model.denoiser(params, cond)
-    reference, branches, scales = guidance_branches(model, cond, cfg_scale, negative)
-    return guidance.multi_condition_free(model.conditional_denoiser(params), reference, branches, scales=scales)
+    reference = guidance_reference(model, cond, cfg_scale, negative)
+    return guidance.multi_condition_free(model.conditional_denoiser(params), dict(cond), reference, scales=cfg_scale)
 
 
 @functools.lru_cache(maxsize=32)
@@ -121,7 +111,7 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
       nfe: a budget of denoiser calls per example (impossible budgets raise); or `num_steps` levels.
       cond, cfg_scale: a condition pytree with leading `[B]` (e.g. `{"label": [B]}`) and the
         classifier-free guidance scale (1 or None: plain conditional), or one scale per condition
-        name (`guidance_branches`).
+        name (`guidance_reference`).
       negative: conditions that replace the null value in CFG's reference branch (a negative prompt).
       init, strength: SDEdit-style variation (Meng et al. 2022): waveforms `[B, L, C]` (one per seed)
         are encoded, noised to the level `strength` of the way up the grid, and denoised.

@@ -54,6 +54,9 @@ def guidance_reference(model: DiffusionModel, cond: Mapping, cfg_scale: Union[fl
     unknown = sorted(set(negative) - set(cond))
     if unknown:
         raise ValueError(f"negative conditions {unknown} without a positive one; conditions given: {sorted(cond)}")
+    ignored = sorted(set(negative) - set(guided))
+    if ignored:
+        raise ValueError(f"negative conditions {ignored} are not guided by cfg_scale={cfg_scale}; give them a scale")
     return {**cond, **{name: negative[name] if name in negative else model.conditioners[name].null(batch)
                        for name in guided if name in cond}}
 

@@ -115,6 +115,7 @@ def tiny():
             conditioners=model.conditioners,
             conditional_denoiser=lambda p: (lambda x, s, cond: denoise(p, x, s, cond)),
             denoiser=lambda p, cond: (lambda x, s: denoise(p, x, s, cond)))
-    return types.SimpleNamespace(model=model, make_model=make_model, params=params, x=x, sigma=sigma, tokenizer=tokenizer,
+    return types.SimpleNamespace(model=model, make_model=make_model, params=params, x=x, sigma=sigma,
+                                 tokenizer=tokenizer,
                                  denoise=denoise, unconditional=unconditional, jitted_model=jitted_model,
                                  values=condition_values(model, NET_BATCH))

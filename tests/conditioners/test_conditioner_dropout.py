@@ -59,7 +59,8 @@ def test_conditions_are_dropped_independently(dropped):
 def test_a_structured_value_is_dropped_whole_to_its_null():
     """The text value `{"ids", "mask"}`: a dropped example has ids 0 and mask False in every
     position (the empty caption), a kept one is unchanged."""
-    text = get_conditioner("text", tokenizer=train_tokenizer(["a soft flute note", "kick drum pattern"]), max_tokens=4, dropout=0.5,
+    tokenizer = train_tokenizer(["a soft flute note", "kick drum pattern"])
+    text = get_conditioner("text", tokenizer=tokenizer, max_tokens=4, dropout=0.5,
                            encoder="bag_of_words")
     value = text.tokenize(["a soft flute note"] * 400)
     out = jax.tree.map(np.asarray, drop_conditions({"text": text}, {"text": value}, jax.random.key(1)))

@@ -48,6 +48,24 @@ def test_a_null_value_gives_the_network_inputs_of_a_missing_condition(tiny, name
                        numpy_tree(model.network_condition(others, B)))
 
 
+def test_each_null_value_is_no_value_of_real_data(tiny):
+    """What makes a null value 'no condition' rather than one more condition: the label's null is
+    the class embedding's extra row, seconds are >= 0 in data, the notes are marked not given, no
+    frame is known, and no token is valid."""
+    c, num_classes = tiny.model.conditioners, tiny.model.spec.num_classes
+    np.testing.assert_array_equal(c["label"].null(2), num_classes)
+    table = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(tiny.params)
+             if "class_embedding" in jax.tree_util.keystr(path)]
+    assert [shape[0] for shape in table] == [num_classes + 1]
+    assert all(np.all(np.asarray(v) < 0) for v in c["timing"].null(2).values())
+    np.testing.assert_array_equal(c["notes"].null(2)["given"], 0.0)
+    np.testing.assert_array_equal(tiny.values["notes"]["given"], 1.0)
+    np.testing.assert_array_equal(c["inpaint"].null(2)["mask"], 0.0)
+    text_null = c["text"].null(2)
+    np.testing.assert_array_equal(text_null["ids"], 0)
+    assert not np.any(text_null["mask"])
+
+
 @pytest.fixture(scope="module")
 def outputs(tiny):
     """D(x, sigma) unconditional, with every condition null, and with one condition non-null."""

@@ -36,6 +36,7 @@ from diffjax.audio import captions, synth  # noqa: E402
 from diffjax.conditioners import host_condition  # noqa: E402
 from diffjax.data import build_dataset  # noqa: E402
 from diffjax.evaluation import adherence  # noqa: E402
+from diffjax.evaluation.frechet import frechet_distance_features  # noqa: E402
 from diffjax.jobs.classifier import load_classifier  # noqa: E402
 from diffjax.jobs.generation import generate  # noqa: E402
 from diffjax.jobs.workdir import load  # noqa: E402
@@ -47,8 +48,10 @@ flags.DEFINE_string("inpaint", "runs/inpaint", "trained inpainting workdir")
 flags.DEFINE_string("notes", "runs/notes_to_audio", "notes-to-audio workdir")
 flags.DEFINE_string("classifier", "runs/classifier", "the project's classifier workdir")
 flags.DEFINE_integer("num", 64, "held-out clips for prompt adherence")
-flags.DEFINE_integer("small_num", 24, "clips for pitch, chords, timing, notes and each inpainting row")
+flags.DEFINE_integer("small_num", 32, "clips for pitch, chords, timing, notes and each inpainting row")
 flags.DEFINE_list("sections", ["prompt", "timing", "notes", "inpaint"], "which sections to run")
+flags.DEFINE_list("cfg_sweep", ["1", "6"], "extra guidance scales for the text model's instrument accuracy")
+flags.DEFINE_list("tables_from", [], "JSON-lines files of earlier runs: write the tables from them, measure nothing")
 flags.DEFINE_bool("update_readme", False, "refresh README.md's and docs/conditioning.md's tables")
 
 log = logging.getLogger("diffjax")
@@ -62,8 +65,8 @@ def emit(row: dict) -> dict:
 
 
 def eval_clips(config, num: int) -> dict:
-    """The first `num` held-out clips of the training data (whole clips, labels, events, captions)."""
-    data = build_dataset({**config.data.to_dict(), "crop_seconds": None, "synth_music": {
+    """`num` held-out clips of the training data (crops as in training, full length; labels, events)."""
+    data = build_dataset({**config.data.to_dict(), "synth_music": {
         **config.data.synth_music.to_dict(), "min_seconds": None}}).eval
     return data.batch(0, num, seed=0)
 
@@ -94,7 +97,12 @@ def prompt_section(text, uncond, classifier, clips) -> list[dict]:
     generated = {"data": clips["x"], "text": sample(text, seeds, cond, text.config.sampling.cfg_scale),
                  "unconditional": sample(uncond, seeds)}
     rows = [emit({"section": "prompt", "source": name, "instrument_accuracy": instrument_accuracy(
-        classifier, audio, clips["label"]), "num": n}) for name, audio in generated.items()]
+        classifier, audio, clips["label"]), "num": n, "cfg": text.config.sampling.cfg_scale if name == "text" else None})
+            for name, audio in generated.items()]
+    for scale in FLAGS.cfg_sweep:
+        audio = sample(text, seeds, cond, float(scale))
+        rows.append(emit({"section": "cfg_sweep", "source": "text", "cfg": float(scale),
+                          "instrument_accuracy": instrument_accuracy(classifier, audio, clips["label"]), "num": n}))
     for kind, metric in ((synth.KINDS.index("note"), "pitch"), (synth.KINDS.index("chord"), "chord")):
         prompts, rows_of_kind = prompts_of(clips, kind)
         rows_of_kind = rows_of_kind[:FLAGS.small_num]
@@ -187,9 +195,10 @@ def zero_shot(loaded, method: str, audio: np.ndarray, known: np.ndarray, seeds) 
     return np.asarray(model.codec.decode(out, model.spec.shape[0]))
 
 
-def inpaint_section(inpaint, uncond, clips) -> list[dict]:
+def inpaint_section(inpaint, uncond, classifier, clips) -> list[dict]:
     n = FLAGS.small_num
     audio = clips["x"][:n]
+    _, reference = classifier.predict(clips["x"])
     rate = inpaint.model.spec.sample_rate
     rows = []
     for gap_ms in GAPS_MS:
@@ -201,8 +210,10 @@ def inpaint_section(inpaint, uncond, clips) -> list[dict]:
             filled[f"{method} (zero-shot)"] = zero_shot(uncond, method, audio, known, list(range(n)))
         for name, estimate in filled.items():
             got = adherence.gap_metrics(audio, estimate, in_gap, rate)
+            _, features = classifier.predict(estimate)
             rows.append(emit({"section": "inpaint", "source": name, "gap_ms": gap_ms, "si_sdr": got["si_sdr"],
-                              "lsd": got["lsd"], "num": n}))
+                              "lsd": got["lsd"], "fd_classifier": frechet_distance_features(features, reference),
+                              "num": n}))
     return rows
 
 
@@ -226,9 +237,14 @@ def tables(rows: list[dict], steps: dict) -> str:
              "chord root acc. |", "|---|---:|---:|---:|---:|---:|"]
     for source in ("data", "text", "unconditional"):
         p, c, q = pick("prompt", source=source), pick("pitch", source=source), pick("chord", source=source)
-        lines.append(f"| {source} | {fmt(p[0]['instrument_accuracy']) if p else 'n/a'} | "
+        label = f"text (cfg {p[0]['cfg']:g})" if source == "text" and p and p[0].get("cfg") else source
+        lines.append(f"| {label} | {fmt(p[0]['instrument_accuracy']) if p else 'n/a'} | "
                      f"{fmt(c[0]['median_abs_cents'], 0) if c else 'n/a'} | {fmt(c[0]['within_50_cents']) if c else 'n/a'} | "
                      f"{fmt(q[0]['quality_accuracy']) if q else 'n/a'} | {fmt(q[0]['root_accuracy']) if q else 'n/a'} |")
+    sweep = sorted(pick("cfg_sweep") + [r for r in pick("prompt", source="text") if r.get("cfg")], key=lambda r: r["cfg"])
+    if sweep:
+        lines += ["", "Instrument accuracy of the text model against its guidance scale: " + ", ".join(
+            f"cfg {r['cfg']:g}: {r['instrument_accuracy']:.2f}" for r in sweep) + f" (N = {sweep[0]['num']})."]
     if pick("timing"):
         lines += ["", "| timing: source | seconds_total | energy after it, dB (median) | tails below -30 dB |",
                   "|---|---:|---:|---:|"]
@@ -239,13 +255,16 @@ def tables(rows: list[dict], steps: dict) -> str:
         lines += ["", "| notes: source | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         lines += [f"| {r['source']} | " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in pick("notes")]
     if pick("inpaint"):
-        lines += ["", "| inpainting: method | " + " | ".join(f"SI-SDR {g} ms | LSD {g} ms" for g in GAPS_MS) + " |",
-                  "|---|" + "---:|---:|" * len(GAPS_MS)]
+        lines += ["", f"Inpainting: {pick('inpaint')[0]['num']} held-out clips per gap, one gap per row at a random place; "
+                  "SI-SDR (dB) and LSD (log10 power, `diffjax.audio.metrics.lsd`) on the gap; FD of the filled clips on "
+                  "the classifier's features against the held-out clips.", "",
+                  "| method | " + " | ".join(f"SI-SDR {g} ms | LSD {g} ms | FD {g} ms" for g in GAPS_MS) + " |",
+                  "|---|" + "---:|---:|---:|" * len(GAPS_MS)]
         for source in dict.fromkeys(r["source"] for r in pick("inpaint")):
             cells = []
             for gap in GAPS_MS:
                 r = pick("inpaint", source=source, gap_ms=gap)
-                cells += [fmt(r[0]["si_sdr"], 1), fmt(r[0]["lsd"])] if r else ["n/a", "n/a"]
+                cells += [fmt(r[0]["si_sdr"], 1), fmt(r[0]["lsd"]), fmt(r[0]["fd_classifier"], 1)] if r else ["n/a"] * 3
             lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -253,6 +272,17 @@ def tables(rows: list[dict], steps: dict) -> str:
 def main(argv):
     del argv
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    if FLAGS.tables_from:
+        rows = [json.loads(line) for path in FLAGS.tables_from for line in open(path) if line.startswith("{")]
+        steps = {name: load(workdir).step for name, workdir in (("text_to_audio", FLAGS.text), ("inpaint", FLAGS.inpaint),
+                                                                  ("notes_to_audio", FLAGS.notes))}
+        body = tables(rows, steps)
+        print(body)
+        if FLAGS.update_readme:
+            for path in ("README.md", "docs/conditioning.md"):
+                replace_block(os.path.join(ROOT, path), "conditioning-table", body)
+        return
     tic = time.time()
     uncond = load(FLAGS.unconditional)
     rows, steps = [], {}
@@ -271,7 +301,7 @@ def main(argv):
     if "inpaint" in FLAGS.sections:
         inpaint = load(FLAGS.inpaint)
         steps["inpaint"] = inpaint.step
-        rows += inpaint_section(inpaint, uncond, clips)
+        rows += inpaint_section(inpaint, uncond, load_classifier(FLAGS.classifier), clips)
     emit({"section": "total", "wall_seconds": time.time() - tic, "machine": machine()})
     if FLAGS.update_readme:
         body = tables(rows, steps)

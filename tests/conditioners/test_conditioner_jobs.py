@@ -11,6 +11,9 @@ from configs import inpaint, notes_to_audio, text_to_audio
 from diffjax.audio import notes as notes_lib
 from diffjax.jobs import SampleRequest, run_sample_request, train_and_evaluate
 
+# One xdist worker runs this module (pytest.ini: --dist loadgroup), so each workdir trains once.
+pytestmark = pytest.mark.xdist_group("conditioner_jobs")
+
 
 def _train(module, path):
     config = module.get_config("smoke")

@@ -74,6 +74,7 @@ def test_restore_script_declips_a_file(workdir, tmp_path):
     assert again.returncode != 0 and "input file" in again.stderr
 
 
+@pytest.mark.slow  # 26 s; the script's file handling stays covered by test_restore_script_declips_a_file
 def test_restore_script_reads_a_path_with_dashes_as_given(workdir, tmp_path):
     """`--input=/tmp/x/my-file.wav` reads that file (flag values were once rewritten to my_file.wav);
     a config key the task does not take is an error naming the keys it takes."""

@@ -52,6 +52,7 @@ flags.DEFINE_integer("small_num", 32, "clips for pitch, chords, timing, notes an
 flags.DEFINE_list("sections", ["prompt", "timing", "notes", "inpaint"], "which sections to run")
 flags.DEFINE_list("cfg_sweep", ["1", "6"], "extra guidance scales for the text model's instrument accuracy")
 flags.DEFINE_list("tables_from", [], "JSON-lines files of earlier runs: write the tables from them, measure nothing")
+flags.DEFINE_list("inpaint_methods", ["trained", "replacement", "ddnm", "pigdm"], "inpainting rows to run")
 flags.DEFINE_bool("update_readme", False, "refresh README.md's and docs/conditioning.md's tables")
 
 log = logging.getLogger("diffjax")
@@ -205,8 +206,8 @@ def inpaint_section(inpaint, uncond, classifier, clips) -> list[dict]:
         known, in_gap = gap_masks(inpaint.model, n, gap_ms, seed=gap_ms)
         z = np.asarray(inpaint.model.codec.encode(jnp.asarray(audio)))
         cond = {"inpaint": {"known": z * known.reshape(known.shape + (1,) * (z.ndim - 2)), "mask": known}}
-        filled = {"trained inpainting": sample(inpaint, list(range(n)), cond)}
-        for method in ("replacement", "ddnm", "pigdm"):
+        filled = {"trained inpainting": sample(inpaint, list(range(n)), cond)} if "trained" in FLAGS.inpaint_methods else {}
+        for method in [m for m in FLAGS.inpaint_methods if m != "trained"]:
             filled[f"{method} (zero-shot)"] = zero_shot(uncond, method, audio, known, list(range(n)))
         for name, estimate in filled.items():
             got = adherence.gap_metrics(audio, estimate, in_gap, rate)

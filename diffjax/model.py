@@ -183,6 +183,8 @@ def build_network(model_section, conditioners: Mapping[str, conditioners_lib.Abs
     try:
         backbone = models.MODELS.build(model_section, **network_kwargs)
     except TypeError as error:
+        if not any(repr(key) in str(error) for key in network_kwargs):
+            raise  # a key of the model section itself: the registry's message names it
         raise ValueError(f"model {model_section.get('name')!r} cannot take the conditioning "
                          f"{sorted(conditioners)} (it needs {sorted(network_kwargs)}); use model.name='dit', "
                          f"which takes cross-attention tokens, global vectors and frame-aligned inputs") from error

@@ -41,8 +41,9 @@ def pre_encode(dataset: AbstractDataset, encode: Callable, *, passes: int = 1, b
         batch = dataset.batch(step, batch_size, seed=ENCODE_SEED)
         chunks.setdefault("z", []).append(np.asarray(encode(batch["x"]), np.float32))
         for key in ATTRIBUTE_KEYS:
-            if key in batch:
-                chunks.setdefault(key, []).append(np.asarray(batch[key]))
+            if key in batch:  # captions as fixed-width unicode: the cache loads without pickle
+                value = np.asarray(batch[key])
+                chunks.setdefault(key, []).append(value.astype(str) if value.dtype == object else value)
     return {k: np.concatenate(v)[:total] for k, v in chunks.items()}
 
 

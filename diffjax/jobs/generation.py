@@ -40,6 +40,13 @@ def resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], de
     return default if num_steps is None else num_steps
 
 
+def keep_known(latent: jax.Array, inpaint: Mapping) -> jax.Array:
+    """`latent [B, T, ...]` with the frames the inpainting mask `[B, T]` marks known replaced by the
+    known content (the model regenerates them only approximately)."""
+    mask = jnp.asarray(inpaint["mask"]).reshape(inpaint["mask"].shape + (1,) * (latent.ndim - 2)) > 0
+    return jnp.where(mask, jnp.asarray(inpaint["known"], latent.dtype), latent)
+
+
 def guidance_reference(model: DiffusionModel, cond: Mapping, cfg_scale: Union[float, Mapping[str, float]],
                        negative: Optional[Mapping] = None) -> dict:
     """CFG's reference condition (`guidance.multi_condition_free`): the guided conditions (those named
@@ -147,6 +154,8 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
     x_init = sampling.initial_noise(np.asarray(seeds), model.latent_shape, sigma_max)
     keys = sampling.seed_keys(np.asarray(seeds))
     latent = run(params, x_init, keys, packed, guide)
+    if cond is not None and "inpaint" in cond:  # trained inpainting keeps the known frames exactly
+        latent = keep_known(latent, cond["inpaint"])
     audio = model.codec.decode(latent, model.spec.shape[0])
     if init is None:
         cost = sampling.nfe(sampler, steps, **options)

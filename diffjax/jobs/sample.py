@@ -14,7 +14,7 @@ import numpy as np
 from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
 from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
-                                     require)
+                                     require, resolve_label)
 from diffjax.jobs.generation import generate
 from diffjax.jobs.longform import generate_long
 from diffjax.jobs.workdir import load, write_json_atomically
@@ -120,7 +120,8 @@ def run_sample_request(request: SampleRequest) -> dict:
                "grid": request.grid or config.sampling.grid, "nfe": nfe, "num_steps": num_steps,
                "seeds": seeds.tolist(), "conditions": sorted(cond or {}),
                "cfg_scale": (scale if isinstance(scale, (int, float)) or scale is None else dict(scale)) if cond else None,
-               **{k: getattr(request, k) for k in ("label", "prompt", "negative_prompt", "notes", "seconds", "init",
+               "label": resolve_label(request.label, model.spec),
+               **{k: getattr(request, k) for k in ("prompt", "negative_prompt", "notes", "seconds", "init",
                                                    "mask_start", "mask_end", "continue_from")},
                "strength": request.strength if request.init and request.mask_start is None else None,
                "wall_seconds": wall}

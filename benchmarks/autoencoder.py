@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -21,11 +20,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.tables import replace_block  # noqa: E402
+from benchmarks.tables import machine, replace_block  # noqa: E402
 from configs import autoencoder as autoencoder_config  # noqa: E402
 from configs import default as default_config  # noqa: E402
 from diffjax.autoencoder.metrics import reconstruction_report  # noqa: E402
@@ -88,10 +86,6 @@ def rows(workdir: str, rate: float) -> list[dict]:
         row.update(steps_per_s=rate, machine=machine(), num=FLAGS.num)
         print(json.dumps({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}), flush=True)
     return out
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}"
 
 
 def table(out: list[dict], rate: float) -> str:

@@ -19,7 +19,6 @@ Rows (JSON lines on stdout, tables in README.md and docs/conditioning.md):
 import json
 import logging
 import os
-import platform
 import sys
 import time
 
@@ -30,7 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.tables import replace_block  # noqa: E402
+from benchmarks.tables import machine, replace_block  # noqa: E402
 from diffjax import restoration, sampling  # noqa: E402
 from diffjax.audio import captions, synth  # noqa: E402
 from diffjax.conditioners import host_condition  # noqa: E402
@@ -216,10 +215,6 @@ def inpaint_section(inpaint, uncond, classifier, clips) -> list[dict]:
                               "lsd": got["lsd"], "fd_classifier": frechet_distance_features(features, reference),
                               "num": n}))
     return rows
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.default_backend()}"
 
 
 def fmt(value, digits=2) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
@@ -28,10 +27,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.tables import replace_block  # noqa: E402
+from benchmarks.tables import machine, replace_block  # noqa: E402
 from configs import autoencoder as autoencoder_config  # noqa: E402
 from configs import default as default_config  # noqa: E402
 from configs import evaluate as evaluate_config  # noqa: E402
@@ -171,10 +169,6 @@ def all_rows() -> list[dict]:
             row = json.loads(line)
             latest[row["candidate"]] = row
     return list(latest.values())
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
 
 
 def table(rows: list[dict]) -> str:

@@ -6,6 +6,9 @@ A block is delimited by `<!-- NAME -->` and `<!-- /NAME -->` lines; the text bet
 from __future__ import annotations
 
 import os
+import platform
+
+import jax
 
 
 def replace_block(path: str, name: str, body: str) -> None:
@@ -21,3 +24,8 @@ def replace_block(path: str, name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def machine() -> str:
+    """The machine a benchmark ran on, for its table's header: CPU, cores, jax version, backend."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"

@@ -112,12 +112,12 @@ class DiffusionModel:
     def encode_batch(self, batch: Mapping[str, Any]) -> tuple[Array, Optional[Array]]:
         """A dataset batch -> `(x0 [B, ...] in model space, mask or None)`. The padding mask applies
         only where the codec is the identity (a mask over samples means nothing over STFT frames)
-        and the model has no timing condition (with one, it learns the silence after
+        and no conditioner `learns_padding` (timing: the model learns the silence after
         `seconds_total` from the padded clips, as Stable Audio)."""
         if "z" in batch:  # pre-encoded (a codec with `encode_once`: the latent cache)
             return jnp.asarray(batch["z"]), None
         mask = batch.get("mask")
-        use_mask = self.codec.is_identity and "timing" not in self.conditioners
+        use_mask = self.codec.is_identity and not any(c.learns_padding for c in self.conditioners.values())
         return self.codec.encode(jnp.asarray(batch["x"])), (mask if use_mask else None)
 
     def host_batch(self, batch: Mapping[str, Any]) -> dict:

@@ -42,10 +42,13 @@ class AbstractConditioner(abc.ABC):
         training (classifier-free guidance needs the unconditional model too).
       guided: whether a single CFG scale applies to this condition (False for an inpainting mask:
         the known audio stays in both branches). Per-condition scales may still name it.
+      learns_padding: whether the model must see padded clips whole, so that the loss covers the
+        silence after the real audio (timing: Stable Audio learns to stop at `seconds_total`).
     """
 
     dropout: float
     guided: ClassVar[bool] = True
+    learns_padding: ClassVar[bool] = False
 
     @abc.abstractmethod
     def null(self, batch_size: int) -> Any:

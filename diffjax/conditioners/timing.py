@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import flax.linen as nn
 import jax
@@ -75,6 +75,7 @@ class TimingConditioner(AbstractConditioner):
     max_seconds: float
     width: int = 64
     dropout: float = 0.1
+    learns_padding: ClassVar[bool] = True  # the loss covers the silence after seconds_total
 
     def __post_init__(self):
         if not self.max_seconds or self.max_seconds <= 0:

@@ -110,9 +110,7 @@ def generate_long(model: DiffusionModel, params: Any, *, sampling_config: Mappin
         out = generate(model, params, sampling_config=sampling_config, seeds=[s + 1000003 * (k + 1) for s in seeds],
                        cond=window_cond, **generate_kwargs)
         nfe = out.nfe
-        latent = np.array(out.latent)
-        if previous is not None:
-            latent[:, :overlap] = previous[:, frames - overlap:]
+        latent = np.asarray(out.latent)  # its known frames are exactly the previous window's (generate)
         decoded = np.asarray(model.codec.decode(jnp.asarray(latent), length))
         audio, offset = _append(audio, offsets, decoded, shift)
         offsets.append(offset)

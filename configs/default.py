@@ -96,7 +96,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict()
     config.loss.noise_levels = "log_normal"  # uniform_t | log_normal | log_uniform | likelihood_importance
     config.loss.noise_levels_kwargs = ml_collections.ConfigDict()  # e.g. p_mean, p_std for log_normal
-    config.loss.weighting = "edm"  # eps_mse | snr | v_mse | min_snr | likelihood | edm | sigmoid | native
+    config.loss.weighting = "edm"  # eps_mse | snr | v_mse | min_snr | likelihood | edm | sigmoid | native | learned (EDM2 u(sigma))
     config.loss.weighting_kwargs = ml_collections.ConfigDict()  # e.g. gamma (min_snr), bias (sigmoid)
     config.loss.reduction = "mean"  # mean over dimensions | sum (nats-compatible)
 
@@ -154,12 +154,27 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.training.init_from = ""
     config.training.pre_encode_passes = 1  # 'latent' codec: encoded crops of each training example
     config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
+    # Post-hoc EMA (EDM2, Karras et al. 2024, sec. 3.1): power-function EMAs tracked during training
+    # with these relative standard deviations, snapshotted every `snapshot_every` steps to
+    # <workdir>/phema_snapshots; experiments/reconstruct_ema.py then makes any sigma_rel after
+    # training. Empty / 0: off (each snapshot holds len(sigma_rels) copies of the weights).
+    config.training.phema = ml_collections.ConfigDict()
+    config.training.phema.sigma_rels = ()  # e.g. (0.05, 0.10), EDM2's pair
+    config.training.phema.snapshot_every = 0
     config.training.log_every = 100
     config.training.checkpoint_every = 500
     config.training.keep_last = 3  # checkpoints kept for preemption
     config.training.keep_every = 0  # also keep every N steps (0: off)
     config.training.sample_every = 0  # periodic audio samples to TensorBoard every N steps (0: off)
     config.training.progress_bar = True
+
+    # Parallelism (diffjax.training.parallel): a data x fsdp x tensor mesh over every device; data
+    # takes what fsdp and tensor leave. The batch is sharded over data x fsdp; weights and optimiser
+    # state by the networks' logical-axis annotations (fsdp: rows, tensor: hidden columns).
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.fsdp = 1
+    config.parallel.tensor = 1
+    config.parallel.remat = "none"  # none | block (each network block recomputed) | full (whole forward)
 
     # Sampling (diffjax.sampling): used for evaluation and by experiments/sample.py.
     config.sampling = ml_collections.ConfigDict()

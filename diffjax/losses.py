@@ -178,6 +178,14 @@ def edm_weight(sigma, *, sigma_data: float = 0.5, **_):
     return (sigma**2 + sigma_data**2) / sigma_data**2
 
 
+@WEIGHTINGS.register("learned", learned=True)
+def learned_weight(sigma, *, sigma_data: float = 0.5, **_):
+    """EDM2's learned weighting (Karras et al. 2024, eq. 21): `lambda(sigma) / e^{u(sigma)}` with the
+    log-variance `u` learned jointly (`diffjax.models.log_variance`), plus `u` in the loss. This
+    function is its base, EDM's `lambda(sigma)`; `DenoisingLoss` divides by `e^u` and adds `u`."""
+    return edm_weight(sigma, sigma_data=sigma_data)
+
+
 @WEIGHTINGS.register("sigmoid")
 def sigmoid_weight(sigma, *, bias: float = -3.0, **_):
     """Sigmoid weighting `w = sigmoid(b - lambda)`, `lambda = log SNR` (Kingma & Gao 2023, sec. 5.2)."""
@@ -241,11 +249,15 @@ class DenoisingLoss:
     process: Optional[AbstractProcess] = None
     precond: Optional[AbstractPrecond] = None
     reduction: str = "mean"
+    learned: bool = False
 
-    def per_example(self, denoiser, x0: Array, key: Array, mask: Optional[Array] = None):
+    def per_example(self, denoiser, x0: Array, key: Array, mask: Optional[Array] = None,
+                    log_variance: Optional[Callable[[Array], Array]] = None):
         """Returns `(loss [B], sigma [B])` for data `x0` `[B, ...]` and a denoiser `D(x~, sigma[B])`.
 
         `mask` (broadcastable to `x0`) zeroes padded positions; with 'mean' it averages over them only.
+        A `learned` weighting needs `log_variance(sigma [B]) -> u [B]`: the loss is then
+        `w c ||D - x0||^2 / sigma^2 / e^u + u` (EDM2 eq. 21).
         """
         key_sigma, key_eps = jax.random.split(key)
         sigma = self.noise_levels.sample(key_sigma, x0.shape[:1]).astype(x0.dtype)
@@ -260,7 +272,13 @@ class DenoisingLoss:
             mask = jnp.broadcast_to(mask, err.shape)
             per_dim = _reduce(err * mask, "sum") / jnp.maximum(_reduce(mask, "sum"), 1.0)
         weight = self.weighting(sigma, process=self.process, precond=self.precond)
-        return weight * self.noise_levels.correction(sigma) * per_dim, sigma
+        loss = weight * self.noise_levels.correction(sigma) * per_dim
+        if self.learned:
+            if log_variance is None:
+                raise ValueError("the 'learned' weighting needs the model's log_variance(sigma) (EDM2's u(sigma))")
+            u = log_variance(sigma).astype(loss.dtype)
+            loss = loss * jnp.exp(-u) + u
+        return loss, sigma
 
     def __call__(self, denoiser, x0, key, mask=None) -> Array:
         return self.per_example(denoiser, x0, key, mask)[0]
@@ -272,10 +290,11 @@ def make_loss(*, process: AbstractProcess, precond: AbstractPrecond, noise_level
     """Builds a `DenoisingLoss` from config names (e.g. `config.loss`)."""
     levels = get_noise_levels(noise_levels, process=process, **(noise_levels_kwargs or {}))
     weights = dict(weighting_kwargs or {})
-    if weighting == "edm":  # EDM's lambda(sigma) uses the parameterisation's sigma_data
+    if weighting in ("edm", "learned"):  # EDM's lambda(sigma) uses the parameterisation's sigma_data
         weights.setdefault("sigma_data", precond.sigma_data)
     weight_fn = get_weighting(weighting, **weights)
-    return DenoisingLoss(levels, weight_fn, process=process, precond=precond, reduction=reduction)
+    return DenoisingLoss(levels, weight_fn, process=process, precond=precond, reduction=reduction,
+                         learned=bool(WEIGHTINGS.meta(weighting).get("learned", False)))
 
 
 def negative_elbo_diffusion_term(loss_value: Array, process: AbstractProcess) -> Array:

@@ -22,7 +22,8 @@ import numpy as np
 
 from diffjax import autoencoder
 from diffjax import conditioners as conditioners_lib
-from diffjax import models, precond, sde
+from diffjax import losses, models, precond, sde
+from diffjax.models.log_variance import WithLogVariance
 from diffjax.audio.codecs import CODECS, AbstractCodec
 from diffjax.distillation import parameterisation  # noqa: F401  (registers the 'consistency' parameterisation)
 
@@ -91,11 +92,18 @@ class DiffusionModel:
         """One example in model space (after the codec's `encode`)."""
         return model_space_shape(self.codec, self.spec)
 
+    def _boxed_init(self, key: Array) -> Any:
+        example = jnp.zeros((1,) + self.latent_shape, jnp.float32)
+        return self.network.init(key, example, jnp.zeros((1,)), self.network_condition(None, 1))["params"]
+
     def init(self, key: Array) -> Any:
         """Fresh network parameters (one compile)."""
-        example = jnp.zeros((1,) + self.latent_shape, jnp.float32)
-        cond = self.network_condition(None, 1)
-        return jax.jit(self.network.init)(key, example, jnp.zeros((1,)), cond)["params"]
+        return models.unbox(jax.jit(self._boxed_init)(key))
+
+    def logical_axes(self) -> Any:
+        """Each parameter's logical axis names (a `PartitionSpec` per leaf; `parallel` maps them
+        onto the mesh), from the networks' sharding annotations; allocates nothing."""
+        return models.logical_axes(jax.eval_shape(self._boxed_init, jax.random.PRNGKey(0)))
 
     def abstract_params(self) -> Any:
         """Shapes and dtypes of the parameters (`jax.eval_shape`; allocates nothing)."""
@@ -142,6 +150,17 @@ class DiffusionModel:
             return self.precond.denoise(net_fn, x, sigma, self.network_condition(cond, x.shape[0]))
 
         return denoiser
+
+    @property
+    def learns_weighting(self) -> bool:
+        """Whether the network carries EDM2's log-variance head (loss weighting 'learned')."""
+        return isinstance(self.network, WithLogVariance)
+
+    def log_variance(self, params: Any, sigma: Array) -> Array:
+        """EDM2's learned `u(sigma~ [B]) -> [B]` (only with the 'learned' loss weighting)."""
+        if not self.learns_weighting:
+            raise ValueError("this model has no learned loss weighting: train with loss.weighting='learned'")
+        return self.network.apply({"params": params}, sigma, method="log_variance")
 
     def denoiser(self, params: Any, cond: Optional[Mapping] = None):
         """`D(x~, sigma~)` with `cond` bound (None: every condition null, i.e. unconditional)."""
@@ -191,6 +210,13 @@ def build_network(model_section, conditioners: Mapping[str, conditioners_lib.Abs
     return conditioners_lib.conditioned_network(backbone, dict(conditioners))
 
 
+def learns_weighting(config) -> bool:
+    """Whether `config.loss.weighting` is learned (EDM2's u(sigma)): the network then carries the
+    log-variance head, so its parameter tree depends on it."""
+    name = (config.get("loss") or {}).get("weighting", "edm")
+    return bool(losses.WEIGHTINGS.meta(name).get("learned", False))
+
+
 def build_model(config, spec: DataSpec, *, codec_context: Optional[Mapping] = None,
                 conditioning_context: Optional[Mapping] = None) -> DiffusionModel:
     """The model of `config` (sections sde, precond, model, codec, conditioning) for data `spec`.
@@ -203,6 +229,8 @@ def build_model(config, spec: DataSpec, *, codec_context: Optional[Mapping] = No
     context = {**conditioner_context(codec, spec), **dict(conditioning_context or {})}
     conditioners = conditioners_lib.build_conditioners(config.get("conditioning"), **context)
     network = build_network(config.model, conditioners)
+    if learns_weighting(config):
+        network = WithLogVariance(network)
     return DiffusionModel(process=process, precond=pc, network=network, codec=codec,
                           conditioners=conditioners, spec=spec)
 
@@ -226,9 +254,15 @@ class AutoencoderModel:
         """Audio samples per latent frame."""
         return int(self.network.hop)
 
-    def init(self, key: Array) -> Any:
+    def _boxed_init(self, key: Array) -> Any:
         example = jnp.zeros((1,) + self.spec.shape, jnp.float32)
-        return jax.jit(self.network.init)(key, example, key)["params"]
+        return self.network.init(key, example, key)["params"]
+
+    def init(self, key: Array) -> Any:
+        return models.unbox(jax.jit(self._boxed_init)(key))
+
+    def logical_axes(self) -> Any:
+        return models.logical_axes(jax.eval_shape(self._boxed_init, jax.random.PRNGKey(0)))
 
     def abstract_params(self) -> Any:
         return jax.eval_shape(self.init, jax.random.PRNGKey(0))

@@ -133,7 +133,8 @@ _TORCH_DEFAULT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 def _wn_kernel(module: nn.Module, shape: tuple[int, ...]) -> jax.Array:
     """Creates the weight-normalised kernel's parameters `v` and `g` (g = ||v|| initially, so the
     initial weight is `v`'s draw) and returns w = g v / ||v||."""
-    v = module.param("v", _TORCH_DEFAULT, shape, jnp.float32)
+    v = module.param("v", nn.with_logical_partitioning(_TORCH_DEFAULT, (None,) * (len(shape) - 2) + ("conv_in", "conv_out")),
+                     shape, jnp.float32)
     g = module.param("g", lambda _: jnp.sqrt(jnp.sum(v ** 2, axis=tuple(range(v.ndim - 1)))))
     return weight_norm(v, g)
 
@@ -411,7 +412,7 @@ def autoencoder(size: str = "small", **overrides) -> AudioAutoencoder:
 def init_params(module: AudioAutoencoder, key: jax.Array, length: int | None = None) -> dict:
     """The module's parameters, initialised on a zero clip of `length` samples (default one hop)."""
     audio = jnp.zeros((1, length or module.hop, module.io_channels), jnp.float32)
-    return module.init(key, audio, jax.random.PRNGKey(0))["params"]
+    return nn.meta.unbox(module.init(key, audio, jax.random.PRNGKey(0))["params"])
 
 
 def parameter_count(size: str = "small", **overrides) -> int:

@@ -1,6 +1,11 @@
 """`train_and_evaluate(config, workdir)`: the training job behind experiments/train.py.
 
-- Data parallel over every device of every host (`training.parallel`): batch sharded, params replicated.
+- Over every device of every host (`training.parallel`): a `data x fsdp x tensor` mesh
+  (`config.parallel`); the batch is sharded over data x fsdp, parameters, EMAs and optimiser state
+  by the networks' logical-axis annotations (replicated when fsdp = tensor = 1). The compiled
+  step's per-device memory is logged at start. Checkpoints restore onto any mesh.
+- Post-hoc EMA (EDM2): power-function EMAs of `training.phema.sigma_rels`, snapshotted every
+  `training.phema.snapshot_every` steps to `<workdir>/phema_snapshots` (`diffjax.jobs.phema`).
 - Resumes from the latest checkpoint in the workdir. The data of step s and its key
   `fold_in(PRNGKey(seed), s)` depend only on (seed, s, host), so a run killed at any step and
   resumed ends bitwise identical to an uninterrupted one.
@@ -27,12 +32,12 @@ import tqdm
 from diffjax import audio, distillation, losses, sampling, toy  # noqa: F401  (audio, toy: register datasets)
 from diffjax import data as data_lib
 from diffjax.jobs import autoencoder as autoencoder_job
-from diffjax.jobs import latents, train_eval
+from diffjax.jobs import latents, phema as phema_job, train_eval
 from diffjax.jobs.workdir import (checkpoint_dir, is_autoencoder, load, load_config, model_for, save_config,
                                   save_spec)
-from diffjax.model import data_spec
+from diffjax.model import data_spec, learns_weighting
 from diffjax.sampling import SAMPLERS
-from diffjax.training import checkpoint, parallel
+from diffjax.training import checkpoint, parallel, phema
 from diffjax.training.objective import diffusion_loss_fn
 from diffjax.training.state import TrainState, build_optimizer, ema_decay, learning_rate_schedule, num_params
 from diffjax.training.step import all_finite, make_train_step
@@ -130,6 +135,8 @@ def check_unchanged(workdir: str, config) -> None:
         new = config[section].to_dict() if section in config else {}
         changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                     if old.get(k) != new.get(k)]
+    if learns_weighting(stored) != learns_weighting(config):  # the log-variance head is part of the weights
+        changes.append(f"loss.weighting: {stored.loss.weighting!r} -> {config.loss.weighting!r}")
     if changes:
         raise ValueError(f"{workdir} holds a model trained with another config; changed: {'; '.join(changes)}. "
                          "Use a new --workdir (nothing was written).")
@@ -189,6 +196,47 @@ def fine_tuning_start(source_workdir: str, params):
                          "config's model; fine-tune with the same model section")
     log.info("fine-tuning from the EMA weights of %s", source_workdir)
     return source
+
+
+def with_block_remat(config):
+    """A copy of `config` whose network rematerialises each block (`parallel.remat='block'`); the
+    parameter tree is unchanged, so the stored config keeps `model.remat` as given."""
+    built = config.copy_and_resolve_references()
+    with built.unlocked():
+        built.model.remat = True
+    return built
+
+
+def model_param_shardings(model, params, mesh):
+    """The params' shardings from the model's logical axes (`DiffusionModel.logical_axes`); a method
+    that trains another tree (none today) is replicated."""
+    axes = model.logical_axes()
+    if jax.tree.structure(axes, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)) != jax.tree.structure(params):
+        log.warning("the trained parameters differ from the model's: replicating them")
+        return jax.tree.map(lambda _: parallel.replicated_sharding(mesh), params)
+    return parallel.param_shardings(axes, params, mesh)
+
+
+def phema_settings(train) -> tuple[tuple[float, ...], int]:
+    """(`training.phema.sigma_rels`, `training.phema.snapshot_every`); snapshots need sigma_rels."""
+    section = train.get("phema") or {}
+    sigma_rels = tuple(float(s) for s in section.get("sigma_rels", ()))
+    every = int(section.get("snapshot_every", 0) or 0)
+    if every < 0 or (every and not sigma_rels):
+        raise ValueError(f"training.phema.snapshot_every={every} needs training.phema.sigma_rels (e.g. (0.05, 0.1)) "
+                         "and must be >= 0 (0: no snapshots)")
+    return sigma_rels, every
+
+
+def compile_logged(step_fn, state, batches, keys):
+    """Compiles the jitted step for these arguments and logs its per-device memory (params,
+    optimiser state, temporaries, peak) and compile time."""
+    tic = time.time()
+    compiled = step_fn.lower(state, batches, keys).compile()
+    report = parallel.memory_report(compiled, state)
+    log.info("compiled the train step in %.1f s; per device: %s", time.time() - tic,
+             ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in report.items()))
+    return compiled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,10 +306,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     budget_s = 60.0 * float(train.get("max_minutes", 0) or 0)
     k = int(train.get("steps_per_dispatch", 1))
     _check_steps(train, k)
-    mesh = parallel.make_mesh(train.get("num_devices") or None)
+    mesh = parallel.mesh_from_config(config)
     parallel.check_batch_size(train.batch_size, mesh)
+    remat = parallel.check_remat((config.get("parallel") or {}).get("remat", "none"))
     dataset = data_lib.build_dataset(config.data)
-    model = model_for(config, data_spec(dataset), workdir=workdir, dataset=dataset)
+    model = model_for(with_block_remat(config) if remat == "block" else config, data_spec(dataset), workdir=workdir,
+                      dataset=dataset)
     check_unchanged(workdir, config)
     method = (autoencoder_method if is_autoencoder(config) else diffusion_method)(config, model, dataset, workdir)
     if jax.process_index() == 0:
@@ -276,17 +326,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
     schedule = learning_rate_schedule(**{k_: v for k_, v in config.optim.items() if k_ in (
         "learning_rate", "warmup_steps", "decay", "decay_steps", "end_factor")})
     decays = [ema_decay(h, train.batch_size) for h in train.ema_halflife_examples]
-    state = TrainState.create(params, tx, len(decays), method.init_method_state(params))
+    sigma_rels, snapshot_every = phema_settings(train)
+    gammas = [phema.sigma_rel_to_gamma(s) for s in sigma_rels]
+    state = TrainState.create(params, tx, len(decays), method.init_method_state(params), num_phema=len(gammas))
+    shardings = parallel.state_shardings(state, model_param_shardings(model, params, mesh), mesh)
+    state = parallel.place(state, shardings)  # then restore into it: a checkpoint lands on this mesh
     restored = checkpoint.restore_latest(manager, state.checkpoint_items(), accept=lambda items: bool(all_finite(items)))
     if restored is not None:
         state = state.replace_items(restored)
-    state = parallel.replicate(state, mesh)
     start = int(parallel.to_host(state.step))
-    log.info("model %s: %d parameters; %d devices, %d hosts; starting at step %d", type(model.network).__name__,
-             num_params(params), mesh.devices.size, jax.process_count(), start)
+    log.info("model %s: %d parameters; mesh %s over %d hosts; starting at step %d", type(model.network).__name__,
+             num_params(params), dict(mesh.shape), jax.process_count(), start)
 
-    train_step = make_train_step(method.loss_fn, decays, update_method_state=method.update_method_state)
-    train_steps = parallel.jit_data_parallel(make_multi_step(train_step, k), mesh, stacked=True)
+    train_step = make_train_step(method.loss_fn, decays, update_method_state=method.update_method_state,
+                                 phema_gammas=gammas, project_params=getattr(model, "project_params", None), remat=remat)
+    train_steps = parallel.jit_sharded(make_multi_step(train_step, k), mesh, shardings, stacked=True)
+    snapshots = phema_job.snapshot_manager(workdir) if snapshot_every else None
+    compiled = None
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     base_key = jax.random.PRNGKey(seed)
     progress = tqdm.tqdm(total=train.num_steps, initial=start, desc="train",
@@ -296,7 +352,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         for step in range(start, train.num_steps, k):
             batches = parallel.shard_batch(host_batches(method.dataset, step, k, train.batch_size, seed, method.prepare), mesh, stacked=True)
             keys = jnp.stack([jax.random.fold_in(base_key, s) for s in range(step, step + k)])
-            state, metrics = train_steps(state, batches, parallel.replicate(keys, mesh))
+            keys = parallel.replicate(keys, mesh)
+            if compiled is None:  # compile once, explicitly, to log what each device holds
+                compiled = compile_logged(train_steps, state, batches, keys)
+            state, metrics = compiled(state, batches, keys)
             done = step + k
             stop = preemption.requested  # read once: a signal between the save and the exit is not lost
             out_of_time = budget_s > 0 and time.time() - job_start > budget_s
@@ -317,6 +376,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 tic, tic_step = time.time(), done
             if should_save:
                 checkpoint.save(manager, done, state.checkpoint_items())
+            if snapshots is not None and (done % snapshot_every == 0 or done == train.num_steps):
+                _check_finite(metrics, done, workdir)
+                phema_job.save_snapshot(snapshots, done, state.phema_params, sigma_rels)
             if train.get("sample_every") and done % train.sample_every == 0 and done < train.num_steps:
                 method.log_samples(parallel.to_host(state.ema_params[0]), writer, done)
             if stop:

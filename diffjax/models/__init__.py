@@ -9,5 +9,5 @@ guidance) and 'features' (float conditioning features such as a mel spectrogram)
 """
 from __future__ import annotations
 
-from diffjax.models.base import MODELS, get_model  # noqa: F401
+from diffjax.models.base import MODELS, get_model, logical_axes, unbox  # noqa: F401
 from diffjax.models import diffwave, dit, mlp, unet  # noqa: F401  (importing a network registers it)

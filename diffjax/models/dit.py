@@ -88,7 +88,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffjax.models import layers
+from diffjax.models import layers, magnitude_blocks
 from diffjax.models.base import MODELS, preset_parameters
 from diffjax.models.unet import patchify, unpatchify
 
@@ -96,6 +96,8 @@ Dtype = Any
 MLP_KINDS = ("gelu", "swiglu")
 MODULATIONS = ("block", "single")
 _zeros = nn.initializers.zeros
+_in_init = layers.kernel_axes("embed", "mlp")  # D -> hidden: rows over fsdp, columns over tensor
+_zero_in = layers.kernel_axes("embed", "mlp", init=_zeros)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, *, rope_dim: int,
@@ -171,9 +173,10 @@ class Attention(nn.Module):
         d = x.shape[-1]
         head_dim = d // self.num_heads
         features = (self.num_heads, head_dim)
-        q = nn.DenseGeneral(features, dtype=self.dtype, name="query")(x)
-        k = nn.DenseGeneral(features, dtype=self.dtype, name="key")(context)
-        v = nn.DenseGeneral(features, dtype=self.dtype, name="value")(context)
+        qkv_init = layers.kernel_axes("embed", "heads", None)
+        q = nn.DenseGeneral(features, dtype=self.dtype, kernel_init=qkv_init, name="query")(x)
+        k = nn.DenseGeneral(features, dtype=self.dtype, kernel_init=qkv_init, name="key")(context)
+        v = nn.DenseGeneral(features, dtype=self.dtype, kernel_init=qkv_init, name="value")(context)
         if self.qk_norm:
             q = nn.RMSNorm(dtype=self.dtype, name="query_norm")(q)
             k = nn.RMSNorm(dtype=self.dtype, name="key_norm")(k)
@@ -182,7 +185,8 @@ class Attention(nn.Module):
             k = apply_rope(k, positions, rope_dim=self.rope_dim, theta=self.rope_theta)
         out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])  # [B, N, H, Dh]
         init = _zeros if self.zero_init else nn.linear.default_kernel_init
-        out = nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, kernel_init=init, name="out")(out)
+        out = nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, kernel_init=layers.kernel_axes(
+            "heads", None, "embed", init=init), name="out")(out)
         return out
 
 
@@ -201,12 +205,12 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.kind == "swiglu":
-            u, g = jnp.split(nn.Dense(2 * self.hidden, dtype=self.dtype, name="fc_in")(x), 2, -1)
+            u, g = jnp.split(nn.Dense(2 * self.hidden, dtype=self.dtype, kernel_init=_in_init, name="fc_in")(x), 2, -1)
             h = u * nn.silu(g)
         else:
-            h = nn.Dense(self.hidden, dtype=self.dtype, name="fc_in")(x)
+            h = nn.Dense(self.hidden, dtype=self.dtype, kernel_init=_in_init, name="fc_in")(x)
             h = nn.gelu(h, approximate=True)
-        return nn.Dense(x.shape[-1], dtype=self.dtype, name="fc_out")(h)
+        return nn.Dense(x.shape[-1], dtype=self.dtype, kernel_init=layers.kernel_axes("mlp", "embed"), name="fc_out")(h)
 
 
 class DiTBlock(nn.Module):
@@ -239,10 +243,10 @@ class DiTBlock(nn.Module):
                  ) -> jax.Array:
         d = h.shape[-1]
         if self.shared_modulation:
-            table = self.param("modulation", _zeros, (6 * d,))
+            table = self.param("modulation", layers.kernel_axes("mlp", init=_zeros), (6 * d,))
             mod = c + table[None, :].astype(c.dtype)
         else:
-            mod = nn.Dense(6 * d, dtype=self.dtype, kernel_init=_zeros, name="modulation")(c)
+            mod = nn.Dense(6 * d, dtype=self.dtype, kernel_init=_zero_in, name="modulation")(c)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = jnp.split(mod[:, None, :], 6, -1)
 
         u = modulate(_plain_norm(self.dtype, "norm_attn")(h), shift_a, scale_a)
@@ -271,7 +275,7 @@ def _conditioning_vector(module: "DiT", c_noise: jax.Array, cond: dict, batch: i
         g = jnp.zeros((batch, module.global_dim), dtype) if g is None else jnp.asarray(g, dtype)
         if g.shape != (batch, module.global_dim):
             raise ValueError(f"cond['global'] must be [B, {module.global_dim}]; got {g.shape}")
-        c = c + nn.Dense(dim, dtype=dtype, name="global_embedding")(g)
+        c = c + nn.Dense(dim, dtype=dtype, kernel_init=layers.kernel_axes("mlp", "embed"), name="global_embedding")(g)
     if module.num_classes > 0:
         label = cond.get("label")
         if label is None:
@@ -319,6 +323,8 @@ class DiT(nn.Module):
     num_classes: int = 0              # > 0: cond['label'] [B] embedded, null class = num_classes
     dtype: Dtype = jnp.float32        # compute dtype; parameters stay float32
     remat: bool = False               # rematerialise blocks (nn.remat) to save memory
+    magnitude_preserving: bool = False  # EDM2's MP layers (magnitude_blocks.py; ignores
+                                        # modulation, mlp, qk_norm); needs force_weight_norm
 
     def _check(self) -> None:
         if self.width % self.num_heads:
@@ -354,12 +360,18 @@ class DiT(nn.Module):
                 raise ValueError(f"cond['concat'] must be [B, T, ...] = [{b}, {t}, ...]; got {extra.shape}")
             h = jnp.concatenate([h, extra.reshape(b, t, -1)], axis=-1)
         h = jnp.where(frames[:, :, None], h, jnp.zeros_like(h))
-        h = nn.Dense(self.width, dtype=self.dtype, name="patch_embed")(patchify(h, p))  # [B, N, D]
+        if self.magnitude_preserving:  # same masks, tokens and output contract
+            h = magnitude_blocks.dit_trunk(self, patchify(h, p), patch_mask(frames, p), c_noise, cond,
+                                           *_context(self, cond, b), out_features=p * channels, rope=apply_rope)
+            out = unpatchify(h, p, (b, t, channels))
+            return jnp.where(frames[:, :, None], out, 0).reshape(x.shape).astype(x.dtype)
+        h = nn.Dense(self.width, dtype=self.dtype, kernel_init=layers.kernel_axes(None, "embed"),
+                     name="patch_embed")(patchify(h, p))  # [B, N, D]
         mask = patch_mask(frames, p)  # [B, N]
 
         c = _conditioning_vector(self, c_noise, cond, b)  # [B, D]
         if g > 0:
-            prefix = nn.Dense(g * self.width, dtype=self.dtype, name="global_tokens")(c)
+            prefix = nn.Dense(g * self.width, dtype=self.dtype, kernel_init=_in_init, name="global_tokens")(c)
             h = jnp.concatenate([prefix.reshape(b, g, self.width), h], axis=1)
             mask = jnp.concatenate([jnp.ones((b, g), bool), mask], axis=1)
         positions = jnp.arange(h.shape[1])
@@ -367,7 +379,7 @@ class DiT(nn.Module):
 
         block_c = nn.silu(c)
         if self.modulation == "single":
-            block_c = nn.Dense(6 * self.width, dtype=self.dtype, kernel_init=_zeros,
+            block_c = nn.Dense(6 * self.width, dtype=self.dtype, kernel_init=_zero_in,
                                name="modulation")(block_c)
         block = nn.remat(DiTBlock) if self.remat else DiTBlock
         for i in range(self.depth):
@@ -376,12 +388,14 @@ class DiT(nn.Module):
                       cross_attention=self.cross_attention_dim > 0,
                       shared_modulation=self.modulation == "single", dtype=self.dtype,
                       name=f"block_{i}")(h, block_c, positions, mask, tokens, tokens_mask)
+            h = layers.activation_constraint(h)
 
-        final = nn.Dense(2 * self.width, dtype=self.dtype, kernel_init=_zeros,
+        final = nn.Dense(2 * self.width, dtype=self.dtype, kernel_init=_zero_in,
                          name="final_modulation")(nn.silu(c))
         shift, scale = jnp.split(final[:, None, :], 2, -1)
         h = modulate(_plain_norm(self.dtype, "final_norm")(h), shift, scale)
-        h = nn.Dense(p * channels, dtype=self.dtype, kernel_init=_zeros, name="final_proj")(h)
+        h = nn.Dense(p * channels, dtype=self.dtype, kernel_init=layers.kernel_axes("embed", None, init=_zeros),
+                     name="final_proj")(h)
         out = unpatchify(h[:, g:], p, (b, t, channels))  # [B, T, C]
         out = jnp.where(frames[:, :, None], out, jnp.zeros_like(out))
         return out.reshape(x.shape).astype(x.dtype)

@@ -10,6 +10,12 @@
 - `SelfAttention`: multi-head self-attention over all spatial positions, with a residual.
 
 Every module takes `dtype` (compute dtype, e.g. bfloat16) and keeps float32 parameters.
+
+Sharding annotations: large weights carry logical axis names (`kernel_axes`, flax
+`with_logical_partitioning`): 'embed' (model-width rows), 'mlp' and 'heads' (hidden columns),
+'conv_in' / 'conv_out' (convolution channels). `diffjax.training.parallel.LOGICAL_AXIS_RULES` maps
+them onto the mesh; without a mesh they mean nothing. `model.init` returns the unboxed arrays and
+`DiffusionModel.logical_axes()` the names.
 """
 from __future__ import annotations
 
@@ -21,6 +27,31 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+_default_kernel = nn.linear.default_kernel_init
+
+
+def kernel_axes(*names: str | None, init=_default_kernel):
+    """`init` annotated with one logical axis name per kernel axis (e.g. a Dense kernel
+    `("embed", "mlp")`; None: never sharded)."""
+    return nn.with_logical_partitioning(init, names)
+
+
+def conv_axes(kernel: Sequence[int], init=_default_kernel):
+    """A convolution kernel `[*kernel, C_in, C_out]` annotated `(None, ..., 'conv_in', 'conv_out')`."""
+    return kernel_axes(*(None,) * len(kernel), "conv_in", "conv_out", init=init)
+
+
+BATCH_MESH_AXES = ("data", "fsdp")  # the mesh axes the batch is split over (`training.parallel`)
+
+
+def activation_constraint(h: jax.Array) -> jax.Array:
+    """Keeps activations `[B, ...]` sharded over the batch axes only (replicated over 'tensor')
+    between blocks, when traced under a mesh with those axes (`parallel.sharding_context`); a
+    no-op elsewhere (sampling, tests, one device)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH_MESH_AXES) <= set(mesh.axis_names):
+        return h
+    return jax.lax.with_sharding_constraint(h, jax.sharding.PartitionSpec(BATCH_MESH_AXES))
 
 
 def sinusoidal_features(c_noise: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
@@ -51,8 +82,8 @@ class NoiseEmbedding(nn.Module):
     def __call__(self, c_noise: jax.Array) -> jax.Array:
         c_noise = jnp.reshape(jnp.asarray(c_noise, jnp.float32), (-1,))
         h = sinusoidal_features(self.scale * c_noise, self.freq_dim)
-        h = nn.Dense(self.dim, dtype=self.dtype, name="dense_0")(h)
-        h = nn.Dense(self.dim, dtype=self.dtype, name="dense_1")(nn.silu(h))
+        h = nn.Dense(self.dim, dtype=self.dtype, kernel_init=kernel_axes(None, "embed"), name="dense_0")(h)
+        h = nn.Dense(self.dim, dtype=self.dtype, kernel_init=kernel_axes("embed", "mlp"), name="dense_1")(nn.silu(h))
         return h
 
 
@@ -69,7 +100,8 @@ class ClassEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, label: jax.Array) -> jax.Array:
-        emb = nn.Embed(self.num_classes + 1, self.dim, name="embed")(jnp.asarray(label, jnp.int32))
+        emb = nn.Embed(self.num_classes + 1, self.dim, name="embed",
+                       embedding_init=kernel_axes(None, "embed", init=nn.linear.default_embed_init))(jnp.asarray(label, jnp.int32))
         return emb.astype(self.dtype)
 
 
@@ -106,7 +138,7 @@ class FiLM(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, emb: jax.Array) -> jax.Array:
         ch = h.shape[-1]
-        ss = nn.Dense(2 * ch, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+        ss = nn.Dense(2 * ch, dtype=self.dtype, kernel_init=kernel_axes("embed", "mlp", init=nn.initializers.zeros),
                       name="dense")(emb)
         scale, shift = jnp.split(ss, 2, axis=-1)
         bshape = (h.shape[0],) + (1,) * (h.ndim - 2) + (ch,)
@@ -138,14 +170,15 @@ class ResBlock(nn.Module):
     def __call__(self, h: jax.Array, emb: jax.Array, train: bool = False) -> jax.Array:
         x = h
         h = nn.silu(group_norm(h.shape[-1], self.dtype, "norm_0")(h))
-        h = nn.Conv(self.out_ch, tuple(self.kernel), dtype=self.dtype, name="conv_0")(h)
+        h = nn.Conv(self.out_ch, tuple(self.kernel), dtype=self.dtype, kernel_init=conv_axes(self.kernel),
+                    name="conv_0")(h)
         h = group_norm(self.out_ch, self.dtype, "norm_1")(h)
         h = FiLM(dtype=self.dtype, name="film")(h, emb)
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
         h = nn.Conv(self.out_ch, tuple(self.kernel), dtype=self.dtype,
-                    kernel_init=nn.initializers.zeros, name="conv_1")(h)
+                    kernel_init=conv_axes(self.kernel, init=nn.initializers.zeros), name="conv_1")(h)
         if x.shape[-1] != self.out_ch:
-            x = nn.Dense(self.out_ch, dtype=self.dtype, name="skip")(x)
+            x = nn.Dense(self.out_ch, dtype=self.dtype, kernel_init=kernel_axes("conv_in", "conv_out"), name="skip")(x)
         return (x + h) / math.sqrt(2.0)
 
 
@@ -163,10 +196,11 @@ class SelfAttention(nn.Module):
         b, *spatial, ch = h.shape
         heads = math.gcd(self.num_heads, ch)
         x = group_norm(ch, self.dtype, "norm")(h).reshape(b, -1, ch)
-        qkv = nn.Dense(3 * ch, dtype=self.dtype, name="qkv")(x)
+        qkv = nn.Dense(3 * ch, dtype=self.dtype, kernel_init=kernel_axes("embed", "heads"), name="qkv")(x)
         q, k, v = (t.reshape(b, -1, heads, ch // heads) for t in jnp.split(qkv, 3, axis=-1))
         out = nn.dot_product_attention(q, k, v, dtype=self.dtype).reshape(b, -1, ch)
-        out = nn.Dense(ch, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="proj")(out)
+        out = nn.Dense(ch, dtype=self.dtype, kernel_init=kernel_axes("heads", "embed", init=nn.initializers.zeros),
+                       name="proj")(out)
         return h + out.reshape(h.shape)
 
 

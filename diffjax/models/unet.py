@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffjax.models.base import MODELS, preset_parameters
-from diffjax.models import layers
+from diffjax.models import layers, magnitude_blocks
 
 Dtype = Any
 
@@ -49,6 +49,8 @@ class UNet(nn.Module):
     remat: bool = False                 # rematerialise ResBlocks (nn.remat) to save memory
     patch: int = 1                      # > 1: non-overlapping patches of `patch` samples along the
                                         # first spatial axis become channels (space-to-depth)
+    magnitude_preserving: bool = False  # EDM2's MP layers (magnitude_blocks.py); needs
+                                        # force_weight_norm after each optimiser step
 
     @nn.compact
     def __call__(self, x: jax.Array, c_noise: jax.Array, cond: dict | None = None, *,
@@ -70,12 +72,16 @@ class UNet(nn.Module):
             feats = feats.reshape(feats.shape[:2] + (1,) * (len(spatial) - 1) + feats.shape[-1:])
             feats = jnp.broadcast_to(feats, h.shape[:-1] + feats.shape[-1:])
             h = jnp.concatenate([h, feats.astype(self.dtype)], axis=-1)
+        if self.magnitude_preserving:
+            h = magnitude_blocks.unet_trunk(self, h, c_noise, cond, out_ch=out_ch, train=train)
+            h = h[(slice(None),) + tuple(slice(0, s) for s in spatial)]
+            return unpatchify(h, self.patch, audio_shape).astype(x.dtype)
         emb = layers.conditioning_embedding(c_noise, cond, dim=self.emb_dim or 4 * self.channels,
                                             num_classes=self.num_classes, dtype=self.dtype)
         block = nn.remat(layers.ResBlock, static_argnums=(3,)) if self.remat else layers.ResBlock
         kernel = tuple(self.kernel)
 
-        h = nn.Conv(self.channels, kernel, dtype=self.dtype, name="conv_in")(h)
+        h = nn.Conv(self.channels, kernel, dtype=self.dtype, kernel_init=layers.conv_axes(kernel), name="conv_in")(h)
         skips = [h]
         for i, mult in enumerate(self.channel_mults):
             for j in range(self.num_res_blocks):
@@ -87,8 +93,9 @@ class UNet(nn.Module):
                 skips.append(h)
             if i < levels - 1:
                 s = tuple(self.strides[i])
-                h = nn.Conv(h.shape[-1], tuple(2 * t if t > 1 else k for t, k in zip(s, kernel)),
-                            strides=s, dtype=self.dtype, name=f"down_{i}_pool")(h)
+                pool = tuple(2 * t if t > 1 else k for t, k in zip(s, kernel))
+                h = nn.Conv(h.shape[-1], pool, strides=s, dtype=self.dtype, kernel_init=layers.conv_axes(pool),
+                            name=f"down_{i}_pool")(h)
                 skips.append(h)
 
         h = block(h.shape[-1], kernel, self.dropout, self.dtype, name="mid_res_0")(h, emb, train)
@@ -107,11 +114,12 @@ class UNet(nn.Module):
                 s = tuple(self.strides[i - 1])
                 for ax, t in enumerate(s):
                     h = jnp.repeat(h, t, axis=1 + ax)
-                h = nn.Conv(h.shape[-1], kernel, dtype=self.dtype, name=f"up_{i}_upsample")(h)
+                h = nn.Conv(h.shape[-1], kernel, dtype=self.dtype, kernel_init=layers.conv_axes(kernel),
+                            name=f"up_{i}_upsample")(h)
         assert not skips
 
         h = nn.silu(layers.group_norm(h.shape[-1], self.dtype, "norm_out")(h))
-        h = nn.Conv(out_ch, kernel, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+        h = nn.Conv(out_ch, kernel, dtype=self.dtype, kernel_init=layers.conv_axes(kernel, init=nn.initializers.zeros),
                     name="conv_out")(h)
         h = h[(slice(None),) + tuple(slice(0, s) for s in spatial)]
         return unpatchify(h, self.patch, audio_shape).astype(x.dtype)

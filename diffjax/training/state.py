@@ -11,28 +11,30 @@ import optax
 
 
 class TrainState(flax.struct.PyTreeNode):
-    """step [], params, ema_params (one copy per EMA half-life, EMAs only), opt_state, and
-    method_state: what a training method keeps beside the weights (a distillation target network,
-    a progressive round's teacher, a discriminator); `{}` for plain diffusion. `tx` is static."""
+    """step [], params, ema_params (one copy per EMA half-life, EMAs only), opt_state,
+    phema_params (one power-function EMA per `training.phema.sigma_rels`, EDM2 sec. 3.1; `()` when
+    off), and method_state: what a training method keeps beside the weights (a distillation target
+    network, a progressive round's teacher, a discriminator); `{}` for plain diffusion. `tx` is static."""
 
     step: jax.Array
     params: Any
     ema_params: tuple
     opt_state: Any
     method_state: Any = flax.struct.field(default_factory=dict)
+    phema_params: tuple = ()
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def create(cls, params, tx: optax.GradientTransformation, num_emas: int, method_state: Any = None
-               ) -> "TrainState":
+    def create(cls, params, tx: optax.GradientTransformation, num_emas: int, method_state: Any = None,
+               num_phema: int = 0) -> "TrainState":
         @jax.jit  # one compile instead of one per eager op
         def arrays(params):
-            copies = tuple(jax.tree.map(jnp.copy, params) for _ in range(num_emas))
+            copies = tuple(jax.tree.map(jnp.copy, params) for _ in range(num_emas + num_phema))
             return jnp.zeros((), jnp.int32), copies, tx.init(params)
 
-        step, ema_params, opt_state = arrays(params)
-        return cls(step=step, params=params, ema_params=ema_params, opt_state=opt_state,
-                   method_state={} if method_state is None else method_state, tx=tx)
+        step, copies, opt_state = arrays(params)
+        return cls(step=step, params=params, ema_params=copies[:num_emas], opt_state=opt_state,
+                   method_state={} if method_state is None else method_state, phema_params=copies[num_emas:], tx=tx)
 
     def checkpoint_items(self) -> dict:
         """The arrays to checkpoint (everything but the static optimiser)."""
@@ -40,11 +42,14 @@ class TrainState(flax.struct.PyTreeNode):
                  "opt_state": self.opt_state}
         if jax.tree.leaves(self.method_state):
             items["method_state"] = self.method_state
+        if self.phema_params:
+            items["phema_params"] = self.phema_params
         return items
 
     def replace_items(self, items: dict) -> "TrainState":
         return self.replace(step=items["step"], params=items["params"], ema_params=tuple(items["ema_params"]),
-                            opt_state=items["opt_state"], method_state=items.get("method_state", self.method_state))
+                            opt_state=items["opt_state"], method_state=items.get("method_state", self.method_state),
+                            phema_params=tuple(items.get("phema_params", self.phema_params)))
 
 
 def ema_decay(halflife_examples: float, batch_size: int) -> float:

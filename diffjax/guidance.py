@@ -2,6 +2,7 @@
 condition in, a denoiser `D(x, sigma)` out. It never forks the sampler loop (STYLE rule 14).
 
     D_cfg = classifier_free(model.conditional_denoiser(params), cond, null, scale=2.0)
+    D_auto = autoguidance(model.conditional_denoiser(params), cond, guide=small.conditional_denoiser(p), weight=2.0)
     x = get_sampler("heun")(D_cfg, x_init, sigmas)
 """
 from __future__ import annotations
@@ -81,6 +82,28 @@ def multi_condition_free(conditional_denoiser: ConditionalDenoiser, cond: Mappin
         out = conditional_denoiser(jnp.concatenate([x] * copies), jnp.concatenate([sigma] * copies), stacked)
         parts = jnp.split(out, copies)
         return parts[0] + sum(w * (part - parts[0]) for w, part in zip(weights, parts[1:]))
+
+    return denoiser
+
+
+@GUIDANCE.register("auto")
+def autoguidance(conditional_denoiser: ConditionalDenoiser, cond: Any, *, guide: ConditionalDenoiser,
+                 weight: float) -> Denoiser:
+    """Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself",
+    eq. 1 and sec. 3), on the denoiser:
+
+        D_w(x, s) = D_bad(x, s) + w (D_good(x, s) - D_bad(x, s))
+
+    with D_good = `conditional_denoiser` and D_bad = `guide`, a weaker version of the same model
+    (smaller, or trained for less); both see the same condition `cond` (None: unconditional).
+    `w = 1` is the good model and `w = 0` the guide; w > 1 pushes samples away from where the
+    guide errs, toward the good model's modes. Written as `D_good + (w - 1)(D_good - D_bad)`, equal
+    to eq. 1, so `w = 1` returns D_good bitwise. One guided call (one NFE) evaluates both networks.
+    """
+
+    def denoiser(x: Array, sigma: Array) -> Array:
+        good = conditional_denoiser(x, sigma, cond)
+        return good + (weight - 1) * (good - guide(x, sigma, cond))
 
     return denoiser
 

@@ -8,9 +8,11 @@
     python experiments/sample.py --workdir runs/notes --notes tune.mid
     python experiments/sample.py --workdir runs/inpaint --init in.wav --mask_start 0.4 --mask_end 0.6
     python experiments/sample.py --workdir runs/inpaint --continue_from in.wav --seconds 30   # long-form
+    python experiments/sample.py --workdir runs/big --guide_workdir runs/small --guide_step 2000 --guidance 2
+        # autoguidance (EDM2): guided by a weaker model of the same data, instead of CFG
 
 Writes wav files, a PNG grid of spectrograms and a JSON (sampler, NFE, seeds, wall time, real-time
-factor) to --out (default <workdir>/samples/<sampler>_nfe<N>).
+factor, the guide) to --out (default <workdir>/samples/<sampler>_nfe<N>).
 """
 import os
 import sys
@@ -45,6 +47,10 @@ flags.DEFINE_float("overlap", None, "Long-form: seconds shared by consecutive wi
 flags.DEFINE_integer("ema", 0, "EMA index (-1: raw weights).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_string("out", None, "Output directory.")
+flags.DEFINE_string("guide_workdir", None, "Autoguidance: workdir of a weaker model of the same data (EDM2).")
+flags.DEFINE_integer("guide_step", None, "The guide's checkpoint step (default: its latest).")
+flags.DEFINE_integer("guide_ema", None, "The guide's EMA index (default: --ema; -1: raw weights).")
+flags.DEFINE_float("guidance", None, "Autoguidance weight w (1 = the main model alone); needs --guide_workdir.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -58,7 +64,9 @@ def main(argv):
                             negative_prompt=FLAGS.negative_prompt, notes=FLAGS.notes, seconds=FLAGS.seconds,
                             init=FLAGS.init, strength=FLAGS.strength, mask_start=FLAGS.mask_start,
                             mask_end=FLAGS.mask_end, continue_from=FLAGS.continue_from, overlap_seconds=FLAGS.overlap,
-                            ema_index=FLAGS.ema, step=FLAGS.step, out=FLAGS.out)
+                            ema_index=FLAGS.ema, step=FLAGS.step, out=FLAGS.out,
+                            guide_workdir=FLAGS.guide_workdir, guide_step=FLAGS.guide_step,
+                            guide_ema=FLAGS.guide_ema, guidance=FLAGS.guidance)
     print(run_sample_request(request))
 
 

@@ -7,6 +7,6 @@ user files. Each main in `experiments/` calls one function here.
     jobs.run_sample_request(SampleRequest(...))     # experiments/sample.py
 """
 from diffjax.jobs.workdir import Loaded, load, load_config  # noqa: F401
-from diffjax.jobs.generation import Generated, generate  # noqa: F401
+from diffjax.jobs.generation import AutoGuide, Generated, generate  # noqa: F401
 from diffjax.jobs.sample import SampleRequest, run_sample_request  # noqa: F401
 from diffjax.jobs.train import train_and_evaluate  # noqa: F401

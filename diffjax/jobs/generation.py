@@ -8,6 +8,11 @@ the evaluation job call.
 
 Seeds are per example (`diffjax.sampling.initial_noise`, `seed_keys`), so example i is the same
 whatever the batch size or device count; the batch is sharded over the mesh's devices.
+
+Autoguidance (EDM2) takes a second, weaker model of the same data as the guide:
+
+    bad = load(guide_workdir, step=1000)
+    out = generate(loaded.model, loaded.params, ..., autoguide=AutoGuide(bad.model, bad.params, weight=2.0))
 """
 from __future__ import annotations
 
@@ -31,6 +36,30 @@ class Generated:
     nfe: int
     num_steps: int
     seeds: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoGuide:
+    """Autoguidance's guiding model (`guidance.autoguidance`; Karras et al. 2024): a weaker model of
+    the same data in the same model space (smaller, or trained for less; any network), its weights
+    and the guidance weight w (1: the main model alone)."""
+
+    model: DiffusionModel
+    params: Any
+    weight: float
+
+
+def guide_mismatches(model: DiffusionModel, guide: DiffusionModel) -> list[str]:
+    """What keeps `guide` from guiding `model` (empty: nothing): both denoisers must take the same
+    `x [B, ...]` (data spec and model-space shape) and the same conditions."""
+    found = []
+    if model.spec != guide.spec:
+        found.append(f"data spec {model.spec} vs {guide.spec}")
+    if model.latent_shape != guide.latent_shape:
+        found.append(f"model-space shape {model.latent_shape} vs {guide.latent_shape}")
+    if sorted(model.conditioners) != sorted(guide.conditioners):
+        found.append(f"conditions {sorted(model.conditioners)} vs {sorted(guide.conditioners)}")
+    return found
 
 
 def resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], default: int) -> int:
@@ -68,13 +97,17 @@ def guidance_reference(model: DiffusionModel, cond: Mapping, cfg_scale: Union[fl
                        for name in guided if name in cond}}
 
 
+def is_plain(cfg_scale: Union[None, float, Mapping[str, float]], negative: Optional[Mapping] = None) -> bool:
+    """Whether a CFG setting is no guidance: no scale, or one scale of 1 without a negative condition."""
+    return cfg_scale is None or (not isinstance(cfg_scale, Mapping) and cfg_scale == 1.0 and not negative)
+
+
 def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping],
                     cfg_scale: Union[None, float, Mapping[str, float]], negative: Optional[Mapping] = None):
     """The sampling denoiser: unconditional (every condition null) when `cond` is None, conditional
     when `cfg_scale` is None (or 1 without a negative condition), else classifier-free guided: one
     scale for all guided conditions, or one per condition name (`guidance.multi_condition_free`)."""
-    plain = cfg_scale is None or (not isinstance(cfg_scale, Mapping) and cfg_scale == 1.0 and not negative)
-    if cond is None or plain:
+    if cond is None or is_plain(cfg_scale, negative):
         return model.denoiser(params, cond)
     reference = guidance_reference(model, cond, cfg_scale, negative)
     return guidance.multi_condition_free(model.conditional_denoiser(params), dict(cond), reference, scales=cfg_scale)
@@ -82,17 +115,23 @@ def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping],
 
 @functools.lru_cache(maxsize=32)
 def _compiled_sampler(model: DiffusionModel, sampler: str, grid: str, steps: int, grid_options: tuple,
-                      options: tuple, cfg_scale, conditional: bool, sdedit_strength, mesh):
-    """The jitted `run(params, x_init, keys, cond, guide) -> latent`, built once per setting (so
-    chunked calls compile once), and the grid's first level. `cond` is `{"cond": ..., "negative":
-    ...}`; `cfg_scale` a number or a sorted tuple of `(name, scale)`."""
+                      options: tuple, cfg_scale, conditional: bool, sdedit_strength, guide_model, guide_weight,
+                      mesh):
+    """The jitted `run((params, guide_params), x_init, keys, cond, guide) -> latent`, built once per
+    setting (so chunked calls compile once), and the grid's first level. `cond` is `{"cond": ...,
+    "negative": ...}`; `cfg_scale` a number or a sorted tuple of `(name, scale)`; `guide_model`
+    (None: no autoguidance) sees the same condition as `model`."""
     sigmas = sampling.grid_for_process(model.process, grid, steps, **dict(grid_options))
     sample, options = sampling.get_sampler(sampler), dict(options)
     scale = dict(cfg_scale) if isinstance(cfg_scale, tuple) else cfg_scale
 
-    def run(params, x_init, keys, cond, guide):
-        cond = cond or {}
-        denoiser = guided_denoiser(model, params, cond.get("cond"), scale, cond.get("negative"))
+    def run(weights, x_init, keys, cond, guide):
+        (params, guide_params), cond = weights, cond or {}
+        if guide_model is None:
+            denoiser = guided_denoiser(model, params, cond.get("cond"), scale, cond.get("negative"))
+        else:  # generate() has ruled out CFG with a guide
+            denoiser = guidance.autoguidance(model.conditional_denoiser(params), cond.get("cond"),
+                                             guide=guide_model.conditional_denoiser(guide_params), weight=guide_weight)
         if guide is None:
             return sample(denoiser, x_init, sigmas, key=keys, **options)
         return restoration.get_method("sdedit")(
@@ -110,7 +149,7 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
              grid: Optional[str] = None, cond: Optional[Mapping] = None,
              cfg_scale: Union[None, float, Mapping[str, float]] = None, negative: Optional[Mapping] = None,
              sampler_options: Optional[dict] = None, init: Optional[np.ndarray] = None,
-             strength: float = 1.0, mesh=None) -> Generated:
+             strength: float = 1.0, autoguide: Optional[AutoGuide] = None, mesh=None) -> Generated:
     """Samples one example per seed with a registered sampler and grid over the process's range.
 
     Args:
@@ -125,8 +164,20 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
       negative: conditions that replace the null value in CFG's reference branch (a negative prompt).
       init, strength: SDEdit-style variation (Meng et al. 2022): waveforms `[B, L, C]` (one per seed)
         are encoded, noised to the level `strength` of the way up the grid, and denoised.
+      autoguide: EDM2's autoguidance by a weaker model (`AutoGuide`, `guidance.autoguidance`); both
+        denoisers get the same condition. It replaces CFG (Karras et al. 2024 guide the conditional
+        model with a weaker conditional one), so a `cfg_scale` other than 1, or `negative`, with it
+        is an error. One guided call counts as one NFE and runs both networks.
       mesh: a `training.parallel` mesh (default: this host's devices when the batch divides evenly).
     """
+    if autoguide is not None:
+        mismatches = guide_mismatches(model, autoguide.model)
+        if mismatches:
+            raise ValueError(f"the autoguidance guide does not match the model: {'; '.join(mismatches)}")
+        if cond is not None and not is_plain(cfg_scale, negative):
+            raise ValueError(f"classifier-free guidance (cfg_scale={cfg_scale}, negative={negative is not None}) and "
+                             f"autoguidance (weight {autoguide.weight}) together: choose one (EDM2 uses autoguidance "
+                             "instead of CFG); set cfg_scale to 1 or drop the guide")
     sampler = sampler or sampling_config["sampler"]
     configured_grid = sampling_config["grid"]
     grid = grid or configured_grid
@@ -150,10 +201,11 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
         guide = model.codec.encode(jnp.asarray(init))
     run, sigma_max = _compiled_sampler(
         model, sampler, grid, steps, tuple(sorted(grid_options.items())), tuple(sorted(options.items())),
-        static_scale, packed is not None, None if guide is None else float(strength), mesh)
+        static_scale, packed is not None, None if guide is None else float(strength),
+        None if autoguide is None else autoguide.model, None if autoguide is None else float(autoguide.weight), mesh)
     x_init = sampling.initial_noise(np.asarray(seeds), model.latent_shape, sigma_max)
     keys = sampling.seed_keys(np.asarray(seeds))
-    latent = run(params, x_init, keys, packed, guide)
+    latent = run((params, None if autoguide is None else autoguide.params), x_init, keys, packed, guide)
     if cond is not None and "inpaint" in cond:  # trained inpainting keeps the known frames exactly
         latent = keep_known(latent, cond["inpaint"])
     audio = model.codec.decode(latent, model.spec.shape[0])

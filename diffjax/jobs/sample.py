@@ -1,5 +1,11 @@
 """The job behind experiments/sample.py: load a workdir, generate (unconditionally, under conditions, by
-trained inpainting, or long-form by continuation), write wavs, a PNG and a JSON."""
+trained inpainting, or long-form by continuation), write wavs, a PNG and a JSON.
+
+Autoguidance (EDM2; `guidance.autoguidance`): `guide_workdir` (+ `guide_step`, `guide_ema`) is a
+weaker model of the same data, loaded by the same `load`; `guidance` is the weight w. It replaces
+classifier-free guidance: the config's default `cfg_scale` is not applied, and an explicit CFG
+setting (`cfg_scale` other than 1, `cfg_scales`, `negative_prompt`) with a guide is an error.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +21,7 @@ from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
 from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
                                      require, resolve_label)
-from diffjax.jobs.generation import generate
+from diffjax.jobs.generation import AutoGuide, generate, guide_mismatches
 from diffjax.jobs.longform import generate_long
 from diffjax.jobs.workdir import load, write_json_atomically
 
@@ -46,6 +52,10 @@ class SampleRequest:
     overlap_seconds: Optional[float] = None  # long-form: audio shared by consecutive windows (None: a quarter window)
     ema_index: int = 0
     step: Optional[int] = None  # checkpoint step (default: the latest)
+    guide_workdir: Optional[str] = None  # autoguidance: a weaker model of the same data (EDM2)
+    guide_step: Optional[int] = None  # its checkpoint step (default: its latest)
+    guide_ema: Optional[int] = None  # its EMA index (default: ema_index; -1: raw weights)
+    guidance: Optional[float] = None  # autoguidance weight w (1: the main model alone)
     out: Optional[str] = None
 
 
@@ -60,9 +70,49 @@ def _check_request(request: SampleRequest, window_seconds: float) -> None:
         raise ValueError(f"--seconds must be > 0, got {request.seconds}")
     if request.init is not None and (request.seconds or 0) > window_seconds:
         raise ValueError(f"--init works on one window ({window_seconds:g} s); drop --seconds or use --continue_from")
+    if request.guide_workdir is None:
+        given = [f"--{k}" for k in ("guidance", "guide_step", "guide_ema") if getattr(request, k) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} without --guide_workdir: autoguidance needs the guiding model's "
+                             "workdir (--guide_workdir W2)")
+        return
+    if request.guidance is None:
+        raise ValueError("--guide_workdir without --guidance: give the autoguidance weight w (1: no guidance; "
+                         "EDM2 uses about 2)")
+    if (request.cfg_scale is not None and request.cfg_scale != 1.0) or request.cfg_scales or request.negative_prompt:
+        raise ValueError("classifier-free guidance (--cfg other than 1, --cfg_scales or --negative_prompt) and "
+                         "autoguidance (--guide_workdir) together: choose one (EDM2 uses autoguidance instead of CFG)")
 
 
-def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, sampler) -> tuple[np.ndarray, int, int]:
+def _codec_section(config) -> tuple:
+    """The codec a config builds: its name and its own keys (the 'latent' codec's autoencoder workdir)."""
+    codec = config.get("codec") or {"name": "waveform"}
+    own = codec.get(codec["name"])
+    return codec["name"], (own.to_dict() if own is not None else None)
+
+
+def load_guide(request: SampleRequest, loaded) -> tuple[Optional[AutoGuide], Optional[dict]]:
+    """The autoguidance guide of a request and its summary entry (None, None without `guide_workdir`),
+    loaded like the main model (`load`); a guide of other data, model space, codec or conditions is
+    an error naming both workdirs."""
+    if request.guide_workdir is None:
+        return None, None
+    ema = request.ema_index if request.guide_ema is None else request.guide_ema
+    guide = load(request.guide_workdir, step=request.guide_step, ema=ema)
+    mismatches = guide_mismatches(loaded.model, guide.model)
+    if _codec_section(loaded.config) != _codec_section(guide.config):
+        mismatches.append(f"codec {_codec_section(loaded.config)} vs {_codec_section(guide.config)}")
+    if mismatches:
+        raise ValueError(f"--guide_workdir {request.guide_workdir!r} cannot guide --workdir {request.workdir!r}: "
+                         f"{'; '.join(mismatches)} (workdir vs guide). The guide must model the same data in the "
+                         "same model space; only its network may differ")
+    summary = {"workdir": request.guide_workdir, "checkpoint_step": int(guide.step), "ema": ema,
+               "weight": float(request.guidance)}
+    return AutoGuide(model=guide.model, params=guide.params, weight=float(request.guidance)), summary
+
+
+def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, sampler,
+              autoguide: Optional[AutoGuide]) -> tuple[np.ndarray, int, int]:
     """`(audio [N, L, C], nfe, num_steps)` for one window per seed, in chunks of `request.batch`."""
     model, config = loaded.model, loaded.config
     init = None
@@ -78,7 +128,7 @@ def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, samp
             grid=request.grid, nfe=request.nfe, cond=None if cond is None else jax.tree.map(lambda a: a[rows], cond),
             cfg_scale=scale if cond is not None else None,
             negative=None if negative is None else jax.tree.map(lambda a: a[rows], negative),
-            init=None if init is None else init[rows], strength=request.strength))
+            init=None if init is None else init[rows], strength=request.strength, autoguide=autoguide))
     return np.concatenate([p.audio for p in pieces]), pieces[0].nfe, pieces[0].num_steps
 
 
@@ -88,6 +138,7 @@ def run_sample_request(request: SampleRequest) -> dict:
     model, config = loaded.model, loaded.config
     window = model.spec.shape[0] / model.spec.sample_rate if model.spec.is_audio else None
     _check_request(request, window or 0.0)
+    autoguide, guide_summary = load_guide(request, loaded)
     sampler = request.sampler or config.sampling.sampler
     long_form = request.continue_from is not None or (request.seconds or 0) > (window or 0)
     cond, negative = request_conditions(model, num=request.num, label=request.label, prompt=request.prompt,
@@ -99,6 +150,8 @@ def run_sample_request(request: SampleRequest) -> dict:
                                                                request.mask_start, request.mask_end, request.num)}
     scale = parse_scales(request.cfg_scales, model) or (
         request.cfg_scale if request.cfg_scale is not None else config.sampling.get("cfg_scale"))
+    if autoguide is not None:  # autoguidance replaces CFG (the config's default scale included)
+        scale = None
     seeds = np.arange(request.seed, request.seed + request.num)
     tic = time.time()
     if long_form:
@@ -107,10 +160,10 @@ def run_sample_request(request: SampleRequest) -> dict:
         piece = generate_long(model, loaded.params, sampling_config=config.sampling, seeds=seeds.tolist(),
                               seconds=request.seconds, overlap_seconds=request.overlap_seconds or window / 4, cond=cond,
                               prefix=prefix, sampler=sampler, grid=request.grid, nfe=request.nfe,
-                              cfg_scale=scale if cond else None, negative=negative)
+                              cfg_scale=scale if cond else None, negative=negative, autoguide=autoguide)
         audio, nfe, num_steps = piece.audio, piece.nfe, None
     else:
-        audio, nfe, num_steps = _generate(request, loaded, cond, negative, scale, seeds, sampler)
+        audio, nfe, num_steps = _generate(request, loaded, cond, negative, scale, seeds, sampler, autoguide)
         if request.seconds is not None and model.spec.is_audio:
             audio = audio[:, :int(round(request.seconds * model.spec.sample_rate))]
     wall = time.time() - tic
@@ -120,7 +173,7 @@ def run_sample_request(request: SampleRequest) -> dict:
                "grid": request.grid or config.sampling.grid, "nfe": nfe, "num_steps": num_steps,
                "seeds": seeds.tolist(), "conditions": sorted(cond or {}),
                "cfg_scale": (scale if isinstance(scale, (int, float)) or scale is None else dict(scale)) if cond else None,
-               "label": resolve_label(request.label, model.spec),
+               "guide": guide_summary, "label": resolve_label(request.label, model.spec),
                **{k: getattr(request, k) for k in ("prompt", "negative_prompt", "notes", "seconds", "init",
                                                    "mask_start", "mask_end", "continue_from")},
                "strength": request.strength if request.init and request.mask_start is None else None,

@@ -23,6 +23,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.num = 1000  # samples to generate
     config.chunk_size = 100  # samples per saved chunk (and per sampling batch); a killed run resumes
     config.ema = 0  # which EMA of the checkpoint; -1: the raw weights
+    # Post-hoc EMA sweep (EDM2): evaluate each reconstructed length instead of `ema`, e.g. (0.05, 0.1);
+    # make them first with experiments/reconstruct_ema.py. Empty: the checkpoint's EMA `ema`.
+    config.sigma_rels = ()
     config.conditional = True  # generate with balanced labels (seed mod K) if the model has a 'label' condition
 
     # Sampling; None takes the workdir's own config.sampling value.

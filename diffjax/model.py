@@ -24,6 +24,7 @@ from diffjax import autoencoder
 from diffjax import conditioners as conditioners_lib
 from diffjax import losses, models, precond, sde
 from diffjax.models.log_variance import WithLogVariance
+from diffjax.models.magnitude import force_weight_norm
 from diffjax.audio.codecs import CODECS, AbstractCodec
 from diffjax.distillation import parameterisation  # noqa: F401  (registers the 'consistency' parameterisation)
 
@@ -150,6 +151,11 @@ class DiffusionModel:
             return self.precond.denoise(net_fn, x, sigma, self.network_condition(cond, x.shape[0]))
 
         return denoiser
+
+    def project_params(self, params: Any) -> Any:
+        """The projection after each optimiser step: EDM2's forced weight normalisation (sec. 2.3,
+        eq. 66) of the magnitude-preserving weights; the identity for other networks."""
+        return force_weight_norm(params)
 
     @property
     def learns_weighting(self) -> bool:

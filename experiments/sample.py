@@ -46,6 +46,7 @@ flags.DEFINE_string("continue_from", None, "A wav to continue, window by window,
 flags.DEFINE_float("overlap", None, "Long-form: seconds shared by consecutive windows (default: a quarter window).")
 flags.DEFINE_integer("ema", 0, "EMA index (-1: raw weights).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+flags.DEFINE_float("sigma_rel", None, "Post-hoc EMA length to sample (EDM2; made by experiments/reconstruct_ema.py).")
 flags.DEFINE_string("out", None, "Output directory.")
 flags.DEFINE_string("guide_workdir", None, "Autoguidance: workdir of a weaker model of the same data (EDM2).")
 flags.DEFINE_integer("guide_step", None, "The guide's checkpoint step (default: its latest).")
@@ -64,7 +65,7 @@ def main(argv):
                             negative_prompt=FLAGS.negative_prompt, notes=FLAGS.notes, seconds=FLAGS.seconds,
                             init=FLAGS.init, strength=FLAGS.strength, mask_start=FLAGS.mask_start,
                             mask_end=FLAGS.mask_end, continue_from=FLAGS.continue_from, overlap_seconds=FLAGS.overlap,
-                            ema_index=FLAGS.ema, step=FLAGS.step, out=FLAGS.out,
+                            ema_index=FLAGS.ema, step=FLAGS.step, sigma_rel=FLAGS.sigma_rel, out=FLAGS.out,
                             guide_workdir=FLAGS.guide_workdir, guide_step=FLAGS.guide_step,
                             guide_ema=FLAGS.guide_ema, guidance=FLAGS.guidance)
     print(run_sample_request(request))

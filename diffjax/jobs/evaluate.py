@@ -28,6 +28,7 @@ from diffjax.evaluation.report import write_results
 from diffjax.evaluation.suite import MetricOptions, evaluate_generator
 from diffjax.jobs import classifier as classifier_job
 from diffjax.jobs.generation import generate
+from diffjax.jobs import phema as phema_job
 from diffjax.jobs import workdir as workdir_lib
 
 log = logging.getLogger("diffjax")
@@ -83,10 +84,11 @@ def make_generate_fn(loaded, *, batch_size: int = 100, **generate_kwargs) -> tup
 
 
 def run_tag(step: int, *, sampler: str, nfe: Optional[int], num_steps: Optional[int], num: int,
-            cfg_scale: Optional[float], reference_split: str) -> str:
+            cfg_scale: Optional[float], reference_split: str, sigma_rel: Optional[float] = None) -> str:
     budget = f"nfe{nfe}" if nfe is not None else f"steps{num_steps}"
     cfg = "" if cfg_scale is None or cfg_scale == 1.0 else f"_cfg{cfg_scale:g}"  # 1: no guidance
-    return f"step{step}_{sampler}_{budget}{cfg}_n{num}_{reference_split}"
+    phema = "" if sigma_rel is None else f"_phema{sigma_rel:.3f}"
+    return f"step{step}{phema}_{sampler}_{budget}{cfg}_n{num}_{reference_split}"
 
 
 def label_classes(model, conditional: bool) -> int:
@@ -98,10 +100,11 @@ def label_classes(model, conditional: bool) -> int:
 
 def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
                         classifier_workdir: Optional[str] = None, out_dir: Optional[str] = None,
-                        progress: bool = True) -> dict:
-    """Samples `config.num` examples from checkpoint `step` (default the latest) and computes every
-    generation metric against the reference split; resumes from saved chunks and returns saved
-    results if already complete. `config`: configs/evaluate.py."""
+                        progress: bool = True, sigma_rel: Optional[float] = None) -> dict:
+    """Samples `config.num` examples from checkpoint `step` (default the latest), or from the post-hoc
+    EMA of `sigma_rel` (reconstructed beforehand), and computes every generation metric against the
+    reference split; resumes from saved chunks and returns saved results if already complete.
+    `config`: configs/evaluate.py."""
     names = embedder_names(config.embedders)
     options = MetricOptions(**config.metrics)
     if config.reference.split not in ("train", "eval"):
@@ -111,7 +114,11 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
         if not classifier_workdir or not os.path.isdir(classifier_workdir):
             raise FileNotFoundError(f"{MISSING_CLASSIFIER} (got {classifier_workdir!r})")
         classifier = classifier_job.load_classifier(classifier_workdir)
-    loaded = workdir_lib.load(workdir, step=step, ema=config.ema)
+    if sigma_rel is not None and step is not None:
+        raise ValueError("a post-hoc EMA is reconstructed at one step (experiments/reconstruct_ema.py --step); "
+                         "give sigma_rels or step, not both")
+    loaded = (workdir_lib.load(workdir, step=step, ema=config.ema) if sigma_rel is None
+              else phema_job.load_phema(workdir, sigma_rel))
     sampling = loaded.config.sampling
     sampler = config.sampling.sampler or sampling.sampler
     grid = config.sampling.grid or sampling.grid
@@ -123,7 +130,7 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
     cfg_scale = cfg_scale if num_classes else None
     out_dir = out_dir or os.path.join(workdir, "eval")
     tag = run_tag(loaded.step, sampler=sampler, nfe=nfe, num_steps=num_steps, num=config.num,
-                  cfg_scale=cfg_scale, reference_split=config.reference.split)
+                  cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel)
     run_dir = os.path.join(out_dir, tag)
     if os.path.exists(os.path.join(run_dir, "results.json")):
         with open(os.path.join(run_dir, "results.json")) as f:
@@ -150,7 +157,7 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
                                  state_dir=os.path.join(run_dir, "chunks"),
                                  num_classes=num_classes, options=options, progress=progress)
     results.update(step=int(loaded.step), sampler=sampler, embedders=sorted(names), grid=grid,
-                   cfg_scale=cfg_scale, reference_split=config.reference.split,
+                   cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel,
                    reference_num=int(len(next(iter(reference.values()))["embedding"])), **info)
     write_results(run_dir, results, row={"setting": tag})
     with open(os.path.join(out_dir, "results.jsonl"), "a") as f:
@@ -202,13 +209,20 @@ def watch_checkpoints(workdir: str, evaluate_step: Callable[[int], dict], *,
 def run_evaluation(workdir: str, config, *, step: Optional[int] = None, classifier_workdir: Optional[str] = None,
              out_dir: Optional[str] = None, report: Callable[[dict], None] = lambda results: None) -> dict:
     """One checkpoint (`step`, default the latest), or with `config.watch.enabled` every new one until
-    the workdir's last training step: {step: results}. `report(results)` is called after each."""
+    the workdir's last training step: {step: results}; with `config.sigma_rels`, each post-hoc EMA
+    length: {sigma_rel: results}. `report(results)` is called after each."""
 
-    def evaluate_step(s):
+    def evaluate_step(s, sigma_rel=None):
         results = evaluate_checkpoint(workdir, config, step=s, classifier_workdir=classifier_workdir,
-                                      out_dir=out_dir)
+                                      out_dir=out_dir, sigma_rel=sigma_rel)
         report(results)
         return results
+
+    sigma_rels = tuple(float(s) for s in config.get("sigma_rels", ()))
+    if sigma_rels:
+        if config.watch.enabled:
+            raise ValueError("sigma_rels sweeps post-hoc EMAs of a finished run; turn watch.enabled off")
+        return {sigma_rel: evaluate_step(step, sigma_rel) for sigma_rel in sigma_rels}
 
     if not config.watch.enabled:
         results = evaluate_step(step)

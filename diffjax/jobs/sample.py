@@ -22,6 +22,7 @@ from diffjax.audio.plots import spectrogram_grid
 from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
                                      require, resolve_label)
 from diffjax.jobs.generation import AutoGuide, generate, guide_mismatches
+from diffjax.jobs import phema as phema_job
 from diffjax.jobs.longform import generate_long
 from diffjax.jobs.workdir import load, write_json_atomically
 
@@ -52,6 +53,7 @@ class SampleRequest:
     overlap_seconds: Optional[float] = None  # long-form: audio shared by consecutive windows (None: a quarter window)
     ema_index: int = 0
     step: Optional[int] = None  # checkpoint step (default: the latest)
+    sigma_rel: Optional[float] = None  # post-hoc EMA length (EDM2), reconstructed by reconstruct_ema.py
     guide_workdir: Optional[str] = None  # autoguidance: a weaker model of the same data (EDM2)
     guide_step: Optional[int] = None  # its checkpoint step (default: its latest)
     guide_ema: Optional[int] = None  # its EMA index (default: ema_index; -1: raw weights)
@@ -134,7 +136,10 @@ def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, samp
 
 def run_sample_request(request: SampleRequest) -> dict:
     """Generates `request.num` samples and writes them; returns the summary that is also saved."""
-    loaded = load(request.workdir, step=request.step, ema=request.ema_index)
+    if request.sigma_rel is not None and request.step is not None:
+        raise ValueError("--sigma_rel loads a post-hoc EMA reconstructed at one step; drop --step")
+    loaded = (load(request.workdir, step=request.step, ema=request.ema_index) if request.sigma_rel is None
+              else phema_job.load_phema(request.workdir, request.sigma_rel))
     model, config = loaded.model, loaded.config
     window = model.spec.shape[0] / model.spec.sample_rate if model.spec.is_audio else None
     _check_request(request, window or 0.0)
@@ -169,7 +174,8 @@ def run_sample_request(request: SampleRequest) -> dict:
     wall = time.time() - tic
     out_dir = request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{nfe}")
     os.makedirs(out_dir, exist_ok=True)
-    summary = {"workdir": request.workdir, "checkpoint_step": int(loaded.step), "sampler": sampler,
+    summary = {"workdir": request.workdir, "checkpoint_step": int(loaded.step), "sigma_rel": request.sigma_rel,
+               "sampler": sampler,
                "grid": request.grid or config.sampling.grid, "nfe": nfe, "num_steps": num_steps,
                "seeds": seeds.tolist(), "conditions": sorted(cond or {}),
                "cfg_scale": (scale if isinstance(scale, (int, float)) or scale is None else dict(scale)) if cond else None,

@@ -54,6 +54,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.training.checkpoint_every = 500
     config.training.sample_every = 500
     config.training.ema_halflife_examples = (2_000.0,)
+    config.parallel = base.parallel  # data x fsdp x tensor mesh; the convolutions shard their channels
 
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.num_samples = 64  # held-out clips for the reconstruction metrics

@@ -23,7 +23,9 @@ import pytest
 from configs import default
 from diffjax import losses
 from diffjax.model import DataSpec, build_model
-from diffjax.training import checkpoint, parallel
+from jax.sharding import PartitionSpec as P
+
+from diffjax.training import checkpoint, memory, parallel
 from diffjax.training.objective import diffusion_loss_fn
 from diffjax.training.state import TrainState, build_optimizer
 from diffjax.training.step import make_train_step
@@ -33,11 +35,11 @@ RELATIVE = 1e-4
 STEPS, BATCH = 5, 8
 
 
-def _config():
+def _config(**model):
     config = default.get_config()
     config.codec = ml_collections.ConfigDict({"name": "waveform"})
-    config.model = ml_collections.ConfigDict({"name": "dit", "size": "tiny", "patch_size": 1, "width": 32,
-                                              "num_heads": 2})
+    config.model = ml_collections.ConfigDict(model or {"name": "dit", "size": "tiny", "patch_size": 1, "width": 32,
+                                                       "num_heads": 2})
     config.conditioning = ml_collections.ConfigDict()
     return config
 
@@ -47,12 +49,17 @@ def model():
     return build_model(_config(), DataSpec(shape=(16, 8), sample_rate=None, num_classes=0))
 
 
+def _unet():
+    return build_model(_config(name="unet1d", size="tiny", channels=16, channel_mults=(1, 2), strides=((2,),),
+                               num_res_blocks=1, attn_levels=(1,)), DataSpec(shape=(16, 8), sample_rate=None, num_classes=0))
+
+
 def _batches(seed=0):
     rng = np.random.RandomState(seed)
     return [{"x": rng.randn(BATCH, 16, 8).astype(np.float32) * 0.5} for _ in range(STEPS)]
 
 
-def _train(model, mesh, batches, *, steps=STEPS, state=None):
+def _train(model, mesh, batches, *, steps=STEPS, state=None, remat="none"):
     """`steps` SGD steps on `mesh`; returns (state, losses)."""
     tx = build_optimizer(name="sgd", learning_rate=0.05, b1=0.9, warmup_steps=0, decay="constant", grad_clip=0.0)
     if state is None:
@@ -60,7 +67,8 @@ def _train(model, mesh, batches, *, steps=STEPS, state=None):
     shardings = parallel.state_shardings(state, parallel.param_shardings(model.logical_axes(), state.params, mesh), mesh)
     state = parallel.place(state, shardings)
     loss = losses.make_loss(process=model.process, precond=model.precond)
-    step = parallel.jit_sharded(make_train_step(diffusion_loss_fn(model, loss), [0.9]), mesh, shardings, donate_state=False)
+    step = parallel.jit_sharded(make_train_step(diffusion_loss_fn(model, loss), [0.9], remat=remat), mesh, shardings,
+                                donate_state=False)
     values = []
     start = int(parallel.to_host(state.step))
     for i in range(start, start + steps):
@@ -135,3 +143,62 @@ def test_checkpoint_moves_between_meshes(model, tmp_path):
         moved = _max_abs(straight.params, first.params)
         assert _max_abs(continued.params, straight.params) <= RELATIVE * _max_abs(straight.params, model.init(jax.random.PRNGKey(0))) + 1e-7
         assert moved > 0
+
+
+def test_unet_shards_its_convolutions_and_matches_replicated():
+    """The UNet's conv kernels `[k, C_in, C_out]` split C_in over fsdp; training matches (tolerance above)."""
+    unet = _unet()
+    axes = unet.logical_axes()
+    assert tuple(axes["conv_in"]["kernel"]) == (None, "conv_in", "conv_out")
+    reference, reference_losses = _train(unet, parallel.make_mesh(8), _batches(), steps=3)
+    state, values = _train(unet, parallel.make_mesh(8, fsdp=4, tensor=2), _batches(), steps=3)
+    np.testing.assert_allclose(values, reference_losses, rtol=RELATIVE)
+    moved = _max_abs(reference.params, unet.init(jax.random.PRNGKey(0)))
+    assert _max_abs(state.params, reference.params) <= RELATIVE * moved
+    kernel = state.params["down_0_res_0"]["conv_0"]["kernel"]  # [3, 16, 16]
+    assert kernel.addressable_shards[0].data.shape == (3, 16 // 4, 16 // 2)
+
+
+def test_autoencoder_weights_are_annotated():
+    from configs import autoencoder as autoencoder_config
+    from diffjax.model import build_autoencoder_model
+
+    config = autoencoder_config.get_config("smoke")
+    ae = build_autoencoder_model(config, DataSpec(shape=(2000, 1), sample_rate=16000, num_classes=0))
+    named = [tuple(spec) for spec in jax.tree.leaves(ae.logical_axes(), is_leaf=lambda x: isinstance(x, P))
+             if "conv_in" in tuple(spec)]
+    assert len(named) >= 4 and all(spec[-2:] == ("conv_in", "conv_out") for spec in named)
+
+
+def test_remat_policies_change_memory_not_results(model):
+    """'block' (nn.remat per DiT block) and 'full' (jax.checkpoint of the forward) recompute the same
+    float32 operations, so they give the run's losses and weights to the tolerance above; the
+    compiled step of 'full' keeps fewer temporaries."""
+    mesh = parallel.make_mesh(2)
+    reference, reference_losses = _train(model, mesh, _batches(), steps=2)
+    for policy in ("block", "full"):
+        remodel = model if policy == "full" else build_model(
+            _config(name="dit", size="tiny", patch_size=1, width=32, num_heads=2, remat=True), model.spec)
+        state, values = _train(remodel, mesh, _batches(), steps=2, remat="full" if policy == "full" else "none")
+        np.testing.assert_allclose(values, reference_losses, rtol=RELATIVE)
+        assert _max_abs(state.params, reference.params) <= RELATIVE * _max_abs(reference.params, model.init(
+            jax.random.PRNGKey(0))) + 1e-7
+    with pytest.raises(ValueError, match="block"):
+        parallel.check_remat("layers")
+
+
+def test_fsdp_fits_a_model_that_replication_does_not():
+    """Compiled memory analysis (nothing allocated): a 10.3M-parameter DiT (width 512) whose
+    replicated weights and Adam state (4 x 4 bytes per parameter: weights, EMA, two moments; 165 MB)
+    exceed a 128 MiB per-device budget fits it with fsdp=8, step peak included (measured: 103 MB
+    against 248 MB replicated). The temporaries do not shrink (82 MB either way): XLA:CPU gathers
+    every layer's weights and keeps full-size gradients before their reduce-scatter."""
+    big = build_model(_config(name="dit", size="tiny", width=512, depth=2, num_heads=4, patch_size=1),
+                      DataSpec(shape=(8, 8), sample_rate=None, num_classes=0))
+    tx = build_optimizer(name="adam", warmup_steps=0)
+    budget = 128 * 2**20
+    replicated = memory.step_memory(big, tx, parallel.make_mesh(8), 8)
+    sharded = memory.step_memory(big, tx, parallel.make_mesh(8, fsdp=8), 8)
+    assert replicated["params"] + replicated["optimizer_state"] > budget
+    assert sharded["peak"] < budget
+    assert sharded["params"] < replicated["params"] / 6  # 1/8 of the big weights; biases replicated

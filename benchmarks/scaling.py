@@ -2,7 +2,8 @@
 tensor parallelism (XLA's compiled memory analysis on 8 fake CPU devices: a table, not a timing),
 and the step time of each mesh (indicative only: 8 fake devices share this machine's cores).
 
-    python benchmarks/scaling.py [--sizes small,base,large] [--frames 256] [--channels 64] [--time_steps 3]
+    python benchmarks/scaling.py [--sizes small,base,large] [--frames 256] [--channels 64] [--remat_size base]
+                                 [--time_steps 3]
 
 Memory: Adam in float32 with one EMA, batch 8 (one example per device) of `frames x channels`
 latents (Stable Audio Open's autoencoder: 64 channels at 21.5 frames per second, so 256 frames are
@@ -38,11 +39,11 @@ BUDGETS_GIB = (16, 24, 40, 80)
 GIB = 2.0 ** 30
 
 
-def dit_model(size: str, frames: int, channels: int):
+def dit_model(size: str, frames: int, channels: int, remat: bool = False):
     config = default.get_config()
     config.codec = ml_collections.ConfigDict({"name": "waveform"})
     config.conditioning = ml_collections.ConfigDict()
-    config.model = ml_collections.ConfigDict({"name": "dit", "size": size})
+    config.model = ml_collections.ConfigDict({"name": "dit", "size": size, "remat": remat})
     return build_model(config, DataSpec(shape=(frames, channels), sample_rate=None, num_classes=0))
 
 
@@ -57,6 +58,18 @@ def memory_rows(sizes, frames, channels, batch=8):
             yield {"section": "memory", "size": size, "params": count, "mesh": mesh_name, "batch": batch,
                    "compile_s": round(time.time() - tic, 1), "params_bytes": report["params"],
                    **{k: report[k] for k in ("optimizer_state", "temps", "peak", "flops")}}
+
+
+def remat_rows(size, frames, channels, batch=8):
+    """Peak memory of one preset under fsdp=8 with each remat policy ('block' is the network's
+    nn.remat per block, 'full' a jax.checkpoint of the whole forward)."""
+    tx = build_optimizer(name="adam")
+    for policy in parallel.REMAT_POLICIES:
+        model = dit_model(size, frames, channels, remat=policy == "block")
+        report = memory.step_memory(model, tx, parallel.make_mesh(8, fsdp=8), batch,
+                                    remat="full" if policy == "full" else "none")
+        yield {"section": "remat", "size": size, "mesh": "fsdp=8", "remat": policy, "batch": batch,
+               "temps": report["temps"], "peak": report["peak"]}
 
 
 def time_rows(size, frames, channels, steps, batch=8):
@@ -83,7 +96,7 @@ def time_rows(size, frames, channels, steps, batch=8):
                "compile_s": round(compile_s, 1), "steps_per_s": steps / (time.time() - tic)}
 
 
-def table(memory, timing, frames, channels) -> str:
+def table(memory, remat, timing, frames, channels) -> str:
     lines = [f"Measured by `python benchmarks/scaling.py` on {machine()}, 8 fake CPU devices "
              f"(`--xla_force_host_platform_device_count=8`). Per-device memory of the DiT train step from "
              f"XLA's compiled memory analysis (Adam in float32 + one EMA, batch 8 = one example per device, "
@@ -101,6 +114,11 @@ def table(memory, timing, frames, channels) -> str:
             fitting = [r for r in memory if r["mesh"] == mesh_name and r["peak"] <= budget * GIB]
             cells.append(max(fitting, key=lambda r: r["params"])["size"] if fitting else "none")
         lines.append(f"| {budget} GiB | " + " | ".join(cells) + " |")
+    if remat:
+        lines += ["", "Remat policies (`--config.parallel.remat`), same step under fsdp=8:", "",
+                  "| DiT | remat | temporaries / device | peak / device |", "|---|---|---:|---:|"]
+        lines += [f"| {r['size']} | {r['remat']} | {r['temps'] / GIB:.3f} GiB | {r['peak'] / GIB:.3f} GiB |"
+                  for r in remat]
     if timing:
         lines += ["", "Step time on the same 8 fake devices (indicative only: they share the machine's cores):", "",
                   "| DiT | mesh | frames | compile (s) | steps/s |", "|---|---|---:|---:|---:|"]
@@ -114,6 +132,7 @@ def main():
     parser.add_argument("--sizes", default="small,base,large")
     parser.add_argument("--frames", type=int, default=256)
     parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--remat_size", default="base", help="preset of the remat rows ('' skips them)")
     parser.add_argument("--time_size", default="small")
     parser.add_argument("--time_frames", type=int, default=64)
     parser.add_argument("--time_steps", type=int, default=3)
@@ -123,12 +142,16 @@ def main():
     for row in memory_rows(args.sizes.split(","), args.frames, args.channels):
         print(json.dumps(row), flush=True)
         memory_table.append(row)
+    remat = []
+    for row in remat_rows(args.remat_size, args.frames, args.channels) if args.remat_size else ():
+        print(json.dumps(row), flush=True)
+        remat.append(row)
     if args.time_steps > 0:
         for row in time_rows(args.time_size, args.time_frames, args.channels, args.time_steps):
             print(json.dumps(row), flush=True)
             timing.append(row)
     if not args.no_readme:
-        replace_block(README, "scaling-table", table(memory_table, timing, args.frames, args.channels))
+        replace_block(README, "scaling-table", table(memory_table, remat, timing, args.frames, args.channels))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.model.name = "dit"  # dit | unet1d | diffwave | unet2d | mlp
     config.model.size = "small"  # tiny (tests) | small (CPU quick start) | base (papers) | large
     config.model.dtype = "float32"  # compute dtype; bfloat16 keeps float32 parameters
+    # Optional model keys (any field of the network; see diffjax/models): magnitude_preserving=True
+    # gives EDM2's magnitude-preserving DiT/UNet (configs/edm2.py); remat=True recomputes each block
+    # in the backward pass (or parallel.remat below, which sets it for training only).
 
     # Optimiser (diffjax.training.state.build_optimizer).
     config.optim = ml_collections.ConfigDict()

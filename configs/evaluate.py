@@ -26,6 +26,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Post-hoc EMA sweep (EDM2): evaluate each reconstructed length instead of `ema`, e.g. (0.05, 0.1);
     # make them first with experiments/reconstruct_ema.py. Empty: the checkpoint's EMA `ema`.
     config.sigma_rels = ()
+    # Autoguidance (EDM2): guide every sample with a weaker model of the same data; an empty workdir: off.
+    config.guide = ml_collections.ConfigDict()
+    config.guide.workdir = ""
+    config.guide.step = placeholder(int)  # the guide's checkpoint (default: its latest)
+    config.guide.ema = 0  # the guide's EMA; -1: raw weights
+    config.guide.weight = 2.0  # w in D_bad + w (D_good - D_bad)
     config.conditional = True  # generate with balanced labels (seed mod K) if the model has a 'label' condition
 
     # Sampling; None takes the workdir's own config.sampling value.

@@ -27,7 +27,7 @@ from diffjax.evaluation.reference import reference_features
 from diffjax.evaluation.report import write_results
 from diffjax.evaluation.suite import MetricOptions, evaluate_generator
 from diffjax.jobs import classifier as classifier_job
-from diffjax.jobs.generation import generate
+from diffjax.jobs.generation import generate, load_autoguide
 from diffjax.jobs import phema as phema_job
 from diffjax.jobs import workdir as workdir_lib
 
@@ -84,11 +84,12 @@ def make_generate_fn(loaded, *, batch_size: int = 100, **generate_kwargs) -> tup
 
 
 def run_tag(step: int, *, sampler: str, nfe: Optional[int], num_steps: Optional[int], num: int,
-            cfg_scale: Optional[float], reference_split: str, sigma_rel: Optional[float] = None) -> str:
+            cfg_scale: Optional[float], reference_split: str, sigma_rel: Optional[float] = None,
+            guide: Optional[str] = None) -> str:
     budget = f"nfe{nfe}" if nfe is not None else f"steps{num_steps}"
     cfg = "" if cfg_scale is None or cfg_scale == 1.0 else f"_cfg{cfg_scale:g}"  # 1: no guidance
     phema = "" if sigma_rel is None else f"_phema{sigma_rel:.3f}"
-    return f"step{step}{phema}_{sampler}_{budget}{cfg}_n{num}_{reference_split}"
+    return f"step{step}{phema}_{sampler}_{budget}{cfg}{guide or ''}_n{num}_{reference_split}"
 
 
 def label_classes(model, conditional: bool) -> int:
@@ -128,9 +129,15 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
     if cfg_scale is None and num_classes:
         cfg_scale = sampling.get("cfg_scale")  # the workdir's guidance, if any
     cfg_scale = cfg_scale if num_classes else None
+    autoguide, guide_tag, guide_info = None, None, {}
+    if (config.get("guide") or {}).get("workdir"):
+        autoguide, guide_step = load_autoguide(loaded, workdir, config.guide.workdir, step=config.guide.step,
+                                               ema=config.guide.ema, weight=config.guide.weight)
+        guide_tag = f"_auto{config.guide.weight:g}-{os.path.basename(os.path.normpath(config.guide.workdir))}{guide_step}"
+        guide_info = {"guide": {"workdir": config.guide.workdir, "step": guide_step, "weight": config.guide.weight}}
     out_dir = out_dir or os.path.join(workdir, "eval")
     tag = run_tag(loaded.step, sampler=sampler, nfe=nfe, num_steps=num_steps, num=config.num,
-                  cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel)
+                  cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel, guide=guide_tag)
     run_dir = os.path.join(out_dir, tag)
     if os.path.exists(os.path.join(run_dir, "results.json")):
         with open(os.path.join(run_dir, "results.json")) as f:
@@ -151,13 +158,13 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
         log.warning("model has %d classes but the classifier %d: class accuracy is meaningless",
                     num_classes, classifier.model.num_classes)
     generate_fn, info = make_generate_fn(loaded, batch_size=config.chunk_size, cfg_scale=cfg_scale,
-                                         sampler=sampler, nfe=nfe, num_steps=num_steps, grid=grid)
+                                         sampler=sampler, nfe=nfe, num_steps=num_steps, grid=grid, autoguide=autoguide)
     results = evaluate_generator(generate_fn, embedders=embs, reference=reference, num=config.num,
                                  sample_rate=dataset.sample_rate, chunk_size=config.chunk_size,
                                  state_dir=os.path.join(run_dir, "chunks"),
                                  num_classes=num_classes, options=options, progress=progress)
     results.update(step=int(loaded.step), sampler=sampler, embedders=sorted(names), grid=grid,
-                   cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel,
+                   cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel, **guide_info,
                    reference_num=int(len(next(iter(reference.values()))["embedding"])), **info)
     write_results(run_dir, results, row={"setting": tag})
     with open(os.path.join(out_dir, "results.jsonl"), "a") as f:

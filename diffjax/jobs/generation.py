@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffjax import guidance, restoration, sampling
+from diffjax.jobs.workdir import Loaded, load
 from diffjax.model import DiffusionModel
 from diffjax.training import parallel
 
@@ -60,6 +61,29 @@ def guide_mismatches(model: DiffusionModel, guide: DiffusionModel) -> list[str]:
     if sorted(model.conditioners) != sorted(guide.conditioners):
         found.append(f"conditions {sorted(model.conditioners)} vs {sorted(guide.conditioners)}")
     return found
+
+
+def codec_section(config) -> tuple:
+    """The codec a config builds: its name and its own keys (the 'latent' codec's autoencoder workdir)."""
+    codec = config.get("codec") or {"name": "waveform"}
+    own = codec.get(codec["name"])
+    return codec["name"], (own.to_dict() if own is not None else None)
+
+
+def load_autoguide(loaded: Loaded, workdir: str, guide_workdir: str, *, step: Optional[int], ema: int,
+                   weight: float) -> tuple[AutoGuide, int]:
+    """(the autoguidance guide of `loaded` (from `workdir`), its checkpoint step), loaded from
+    `guide_workdir` like any model (`load`); a guide of other data, model space, codec or
+    conditions is an error naming both workdirs."""
+    guide = load(guide_workdir, step=step, ema=ema)
+    mismatches = guide_mismatches(loaded.model, guide.model)
+    if codec_section(loaded.config) != codec_section(guide.config):
+        mismatches.append(f"codec {codec_section(loaded.config)} vs {codec_section(guide.config)}")
+    if mismatches:
+        raise ValueError(f"guide workdir {guide_workdir!r} cannot guide {workdir!r}: {'; '.join(mismatches)} "
+                         "(workdir vs guide). The guide must model the same data in the same model space; only its "
+                         "network may differ")
+    return AutoGuide(model=guide.model, params=guide.params, weight=float(weight)), int(guide.step)
 
 
 def resolve_steps(sampler: str, nfe: Optional[int], num_steps: Optional[int], default: int) -> int:

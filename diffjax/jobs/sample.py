@@ -21,7 +21,7 @@ from diffjax.audio import io as audio_io
 from diffjax.audio.plots import spectrogram_grid
 from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
                                      require, resolve_label)
-from diffjax.jobs.generation import AutoGuide, generate, guide_mismatches
+from diffjax.jobs.generation import AutoGuide, generate, load_autoguide
 from diffjax.jobs import phema as phema_job
 from diffjax.jobs.longform import generate_long
 from diffjax.jobs.workdir import load, write_json_atomically
@@ -86,31 +86,15 @@ def _check_request(request: SampleRequest, window_seconds: float) -> None:
                          "autoguidance (--guide_workdir) together: choose one (EDM2 uses autoguidance instead of CFG)")
 
 
-def _codec_section(config) -> tuple:
-    """The codec a config builds: its name and its own keys (the 'latent' codec's autoencoder workdir)."""
-    codec = config.get("codec") or {"name": "waveform"}
-    own = codec.get(codec["name"])
-    return codec["name"], (own.to_dict() if own is not None else None)
-
-
 def load_guide(request: SampleRequest, loaded) -> tuple[Optional[AutoGuide], Optional[dict]]:
-    """The autoguidance guide of a request and its summary entry (None, None without `guide_workdir`),
-    loaded like the main model (`load`); a guide of other data, model space, codec or conditions is
-    an error naming both workdirs."""
+    """The autoguidance guide of a request and its summary entry (None, None without `guide_workdir`)."""
     if request.guide_workdir is None:
         return None, None
     ema = request.ema_index if request.guide_ema is None else request.guide_ema
-    guide = load(request.guide_workdir, step=request.guide_step, ema=ema)
-    mismatches = guide_mismatches(loaded.model, guide.model)
-    if _codec_section(loaded.config) != _codec_section(guide.config):
-        mismatches.append(f"codec {_codec_section(loaded.config)} vs {_codec_section(guide.config)}")
-    if mismatches:
-        raise ValueError(f"--guide_workdir {request.guide_workdir!r} cannot guide --workdir {request.workdir!r}: "
-                         f"{'; '.join(mismatches)} (workdir vs guide). The guide must model the same data in the "
-                         "same model space; only its network may differ")
-    summary = {"workdir": request.guide_workdir, "checkpoint_step": int(guide.step), "ema": ema,
-               "weight": float(request.guidance)}
-    return AutoGuide(model=guide.model, params=guide.params, weight=float(request.guidance)), summary
+    guide, step = load_autoguide(loaded, request.workdir, request.guide_workdir, step=request.guide_step, ema=ema,
+                                 weight=float(request.guidance))
+    summary = {"workdir": request.guide_workdir, "checkpoint_step": step, "ema": ema, "weight": float(request.guidance)}
+    return guide, summary
 
 
 def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, sampler,

@@ -52,7 +52,7 @@ def test_guide_flags_are_checked_before_sampling(smoke_audio_workdir, tmp_path):
     values["data"]["sample_rate"] = 22050
     with open(other / "model.json", "w") as f:
         json.dump(values, f)
-    with pytest.raises(ValueError, match=f"--guide_workdir '{other}' cannot guide --workdir '{workdir}': data spec"):
+    with pytest.raises(ValueError, match=f"guide workdir '{other}' cannot guide '{workdir}': data spec"):
         run_sample_request(SampleRequest(workdir=workdir, guide_workdir=str(other), guidance=2.0, num=1,
                                          out=str(tmp_path / "never")))
     assert not os.path.exists(tmp_path / "never")

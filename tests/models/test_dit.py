@@ -23,6 +23,7 @@ from configs import default
 from diffjax import model as model_lib
 from diffjax.models import MODELS
 from diffjax.models import dit as dit_lib
+from diffjax.models import unbox
 
 INIT_KEY = jax.random.key(0, impl="rbg")
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
@@ -70,7 +71,7 @@ def full():
     cond = {"tokens": normal(1, (B, S, DC)), "tokens_mask": np.ones((B, S), bool),
             "global": normal(2, (B, G)), "label": np.array([1, K], np.int32),
             "sequence_mask": np.ones((B, T), bool)}
-    params0 = jax.tree.map(np.asarray, jit(net.init)(INIT_KEY, x, c_noise, cond)["params"])
+    params0 = jax.tree.map(np.asarray, unbox(jit(net.init)(INIT_KEY, x, c_noise, cond)["params"]))
     compiled = jit(lambda p, x, c_noise, cond: run_recording_blocks(net, p, x, c_noise, cond))
 
     def run(*args):  # numpy results, so the checks below compile nothing
@@ -253,9 +254,9 @@ COUNTS = {"tiny": 46_192, "small": 7_397_248, "base": 129_608_576, "large": 1_10
 def test_preset_shapes_and_parameter_counts(size):
     fields = dit_lib.DIT_SIZES[size]
     net = dit_lib.dit(size)
-    shapes = jax.eval_shape(net.init, INIT_KEY,
-                            jax.ShapeDtypeStruct((1, net.patch_size, IO[size]), jnp.float32),
-                            jax.ShapeDtypeStruct((1,), jnp.float32))["params"]
+    shapes = unbox(jax.eval_shape(net.init, INIT_KEY,
+                                  jax.ShapeDtypeStruct((1, net.patch_size, IO[size]), jnp.float32),
+                                  jax.ShapeDtypeStruct((1,), jnp.float32))["params"])
     n = sum(math.prod(v.shape) for v in jax.tree.leaves(shapes))
     assert n == dit_parameters(IO[size], **fields) == COUNTS[size]  # the module docstring's table
     if size == "tiny":  # the same count (one more trace; the large one takes seconds)
@@ -309,7 +310,7 @@ def test_a_tiny_dit_overfits_one_batch():
 
     @jit
     def train():
-        params = net.init(INIT_KEY, x_in, c_noise)["params"]
+        params = unbox(net.init(INIT_KEY, x_in, c_noise)["params"])
 
         def step(carry, _):
             p, opt = carry
@@ -332,7 +333,7 @@ def test_a_tiny_dit_overfits_one_batch():
 def test_bfloat16_compute_keeps_float32_params_and_output(full):
     params, x, c_noise, cond = full["params"], full["x"], full["c_noise"], full["cond"]
     net16 = dit_lib.dit(**FULL, dtype="bfloat16")
-    shapes = jax.eval_shape(net16.init, INIT_KEY, x, c_noise, cond)["params"]
+    shapes = unbox(jax.eval_shape(net16.init, INIT_KEY, x, c_noise, cond)["params"])
     assert all(v.dtype == np.float32 for v in jax.tree.leaves(shapes))
     assert jax.tree.structure(shapes) == jax.tree.structure(params)
     y16 = np.asarray(jit(lambda p: net16.apply({"params": p}, x, c_noise, cond))(params))

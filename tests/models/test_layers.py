@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffjax.models import layers
+from diffjax.models import unbox
 
 KEY = jax.random.PRNGKey(0)
 
@@ -23,7 +24,7 @@ def test_noise_embedding_shapes_and_sensitivity():
 def test_class_embedding_has_a_null_class():
     m = layers.ClassEmbedding(num_classes=3, dim=8)
     label = jnp.array([0, 1, 2, 3])  # 3 = null class
-    params = m.init(KEY, label)
+    params = unbox(m.init(KEY, label))
     assert params["params"]["embed"]["embedding"].shape == (4, 8)
     assert m.apply(params, label).shape == (4, 8)
 

@@ -8,6 +8,7 @@ import pytest
 
 from diffjax.models import MODELS, get_model
 from diffjax.models import diffwave as diffwave_lib
+from diffjax.models import unbox
 
 KEY = jax.random.PRNGKey(0)
 B = 2
@@ -30,7 +31,7 @@ def init_apply(model, x, c_noise, cond):
 
     Returns (parameter shapes, output, gradients).
     """
-    shapes = jax.eval_shape(model.init, KEY, x, c_noise, cond)
+    shapes = unbox(jax.eval_shape(model.init, KEY, x, c_noise, cond))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: jnp.asarray(0.2 * rng.standard_normal(s.shape), s.dtype),
                           shapes)

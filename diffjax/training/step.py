@@ -32,7 +32,7 @@ def make_train_step(loss_fn: LossFn, ema_decays: Sequence[float], *,
                     update_method_state: Optional[MethodUpdate] = None, phema_gammas: Sequence[float] = (),
                     project_params: Optional[Callable[[Any], Any]] = None, remat: str = "none"):
     """A pure train step: mean per-example loss, gradient, optimiser update, the projection of the
-    parameters (`project_params`: EDM2's forced weight normalisation, sec. 2.5), EMA updates
+    parameters (`project_params`: EDM2's forced weight normalisation, sec. 2.3, eq. 66), EMA updates
     (half-life EMAs and power-function EMAs with exponents `phema_gammas`, EDM2 sec. 3.1), then
     the method's state update. `remat='full'` recomputes the whole forward pass in the backward
     pass (`jax.checkpoint`: only the inputs are kept); 'block' is the network's own (`remat` field).

@@ -138,8 +138,17 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices; use a multiple of 8"):
+    with pytest.raises(ValueError, match=r"batch_size=12 is not divisible by the 8 batch shards \(data x fsdp = "
+                                         r"8 x 1\); use a multiple of 8"):
         train_and_evaluate(_config(batch_size=12), str(tmp_path))
+    with pytest.raises(ValueError, match=r"parallel.fsdp=3 x parallel.tensor=1 does not divide the 8 devices; valid"):
+        config = _config()
+        config.parallel.fsdp = 3
+        train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(ValueError, match="parallel.remat must be one of"):
+        config = _config()
+        config.parallel.remat = "layer"
+        train_and_evaluate(config, str(tmp_path))
 
 
 def test_multi_process_cpu_runs_disable_the_persistent_cache_with_a_reason(caplog, tmp_path):

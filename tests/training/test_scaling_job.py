@@ -1,6 +1,6 @@
 """Issue 19 end to end: `configs/edm2.py` (magnitude-preserving DiT, learned weighting, post-hoc EMA
 snapshots) trains sharded over fsdp=4 x tensor=2 on 8 fake devices, resumes data-parallel on 2,
-and its reconstructed post-hoc EMA samples, with autoguidance by an earlier checkpoint."""
+and its reconstructed post-hoc EMA samples and is evaluated, with autoguidance by an earlier checkpoint."""
 import json
 import os
 
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from configs import edm2
+from configs import evaluate as evaluate_config
 from diffjax.jobs import load, phema as phema_job, train_and_evaluate
+from diffjax.jobs.evaluate import run_evaluation
 from diffjax.jobs.sample import SampleRequest, run_sample_request
 from diffjax.models.magnitude import MP_KERNEL
 
@@ -62,3 +64,16 @@ def test_edm2_trains_sharded_resumes_on_another_mesh_and_samples(tmp_path, caplo
     assert summary["sigma_rel"] == 0.08 and summary["guide"]["checkpoint_step"] == 2
     wavs = [f for f in os.listdir(tmp_path / "samples") if f.endswith(".wav")]
     assert len(wavs) == 2
+
+    # the evaluation sweeps post-hoc EMA lengths, with autoguidance
+    config = evaluate_config.get_config()
+    config.num, config.chunk_size, config.embedders, config.reference.num = 4, 4, "mel_stats", 4
+    config.sampling.sampler, config.sampling.nfe = "euler", 3
+    config.sigma_rels = (0.08,)
+    config.guide.workdir, config.guide.step, config.guide.weight = workdir, 2, 2.0
+    done = run_evaluation(workdir, config, out_dir=str(tmp_path / "eval"))
+    assert list(done) == [0.08] and done[0.08]["sigma_rel"] == 0.08 and done[0.08]["guide"]["step"] == 2
+    assert np.isfinite(done[0.08]["fd_mel"])
+    with pytest.raises(FileNotFoundError, match="reconstruct_ema.py"):
+        config.sigma_rels = (0.2,)
+        run_evaluation(workdir, config, out_dir=str(tmp_path / "eval"))

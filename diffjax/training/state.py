@@ -65,17 +65,29 @@ def update_emas(ema_params: tuple, params, decays: Sequence[float]) -> tuple:
                  for ema, d in zip(ema_params, decays))
 
 
+DECAYS = ("constant", "cosine", "linear", "inverse_sqrt")
+
+
 def learning_rate_schedule(*, learning_rate: float, warmup_steps: int = 0, decay: str = "constant",
                            decay_steps: int = 0, end_factor: float = 0.0) -> optax.Schedule:
-    """Linear warmup, then 'constant', 'cosine' or 'linear' decay to `end_factor * learning_rate`."""
+    """Linear warmup, then a decay from `DECAYS`.
+
+    'cosine' and 'linear' reach `end_factor * learning_rate` after `decay_steps`; 'inverse_sqrt' is
+    EDM2's `alpha_ref / sqrt(max(t / t_ref, 1))` (Karras et al. 2024, eq. 67) with
+    `t_ref = decay_steps`, counted from the start of training.
+    """
     if decay == "constant":
         after = optax.constant_schedule(learning_rate)
+    elif decay == "inverse_sqrt":
+        t_ref = max(decay_steps, 1)
+        offset = max(warmup_steps, 0)
+        after = lambda step: learning_rate / jnp.sqrt(jnp.maximum((step + offset) / t_ref, 1.0))
     elif decay == "cosine":
         after = optax.cosine_decay_schedule(learning_rate, max(decay_steps, 1), alpha=end_factor)
     elif decay == "linear":
         after = optax.linear_schedule(learning_rate, end_factor * learning_rate, max(decay_steps, 1))
     else:
-        raise ValueError(f"optim.decay must be one of ['constant', 'cosine', 'linear'], got {decay!r}")
+        raise ValueError(f"optim.decay must be one of {list(DECAYS)}, got {decay!r}")
     if warmup_steps <= 0:
         return after
     warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)

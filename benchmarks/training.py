@@ -27,6 +27,7 @@ from diffjax import audio, losses, toy  # noqa: E402,F401  (audio, toy: register
 from diffjax.data import build_dataset  # noqa: E402
 from diffjax.jobs.generation import generate  # noqa: E402
 from diffjax.jobs.train import make_multi_step  # noqa: E402
+from diffjax.jobs.defaults import resolve_decay_steps  # noqa: E402
 from diffjax.model import build_model, data_spec  # noqa: E402
 from diffjax.training import parallel  # noqa: E402
 from diffjax.training.objective import diffusion_loss_fn  # noqa: E402
@@ -42,7 +43,7 @@ def train_speed(config, steps: int) -> dict:
     model = build_model(config, data_spec(dataset))
     batch = dataset.batch(0, config.training.batch_size, seed=0)
     params = model.init(jax.random.PRNGKey(0))
-    tx = build_optimizer(**config.optim.to_dict())
+    tx = build_optimizer(**resolve_decay_steps(config).optim.to_dict())
     decays = [ema_decay(h, config.training.batch_size) for h in config.training.ema_halflife_examples]
     state = parallel.replicate(TrainState.create(params, tx, len(decays)), mesh)
     loss = losses.make_loss(process=model.process, precond=model.precond, **config.loss.to_dict())

@@ -40,13 +40,22 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Variable-length training (Stable Audio's padded clips): each example keeps its first u ~
     # U[min_seconds, crop] seconds, then silence (mask 0); seconds_total = u. None: full clips.
     config.data.synth_music.min_seconds = ml_collections.config_dict.placeholder(float)
-    # A folder of wav/flac/ogg files (diffjax.audio.datasets.AudioFolder), searched recursively.
+    # A folder of wav/flac/ogg/mp3 files (diffjax.audio.datasets.AudioFolder), searched recursively.
+    # Crops are drawn in proportion to duration; the split and channel conversions are logged.
     config.data.folder = ml_collections.ConfigDict()
     config.data.folder.root = ml_collections.config_dict.placeholder(str)  # required for 'folder'
     config.data.folder.labels_from_dirs = False  # label = top-level sub-folder
-    config.data.folder.eval_fraction = 0.05  # files hashed into the eval split, in (0, 1)
-    config.data.folder.normalize = False  # peak-normalise each file
-    config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)  # e.g. -50: skip silence
+    # Share of the total duration in the eval split, in (0, 1); one file is split in time.
+    config.data.folder.eval_fraction = 0.05
+    config.data.folder.normalize = False  # peak-normalise each file to 0.95
+    # Decode each file once, at data.sample_rate and data.channels, into a memory-mapped cache
+    # under <data.cache_dir>/audio/ (4 bytes a sample: 1.27 GB per hour of 44.1 kHz stereo);
+    # False reads crops from the files (OGG and MP3 are then ~30x slower; benchmarks/data.py).
+    config.data.folder.cache = True
+    # Drop silent stretches: 50 ms windows with RMS below silence_db (dBFS, e.g. -60) for at least
+    # silence_min_seconds. None keeps everything; needs cache=True.
+    config.data.folder.silence_db = ml_collections.config_dict.placeholder(float)
+    config.data.folder.silence_min_seconds = 1.0
     config.data.folder.follow_symlinks = False  # read links inside root (they may point outside it)
     # Captions for text conditioning: a CSV (header path,caption,...) or JSON-lines file of
     # {"path", "caption", ...}; paths relative to root. None: no captions.
@@ -135,7 +144,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100
     config.optim.decay = "cosine"  # constant | cosine | linear | inverse_sqrt (after warmup)
-    config.optim.decay_steps = 1000
+    # Steps of the decay; None: training.num_steps - warmup_steps, the rest of the run
+    # (diffjax.jobs.defaults.resolve_decay_steps; the resolved number is saved in config.json).
+    config.optim.decay_steps = ml_collections.config_dict.placeholder(int)
     config.optim.end_factor = 0.05  # final learning rate / peak
     config.optim.grad_clip = 1.0  # global-norm clipping; 0 disables
     config.optim.weight_decay = 0.0
@@ -155,6 +166,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # workdir has no checkpoint yet; the model section must match. The process, parameterisation
     # and loss may differ: that is the point of an explicit fine-tune.
     config.training.init_from = ""
+    # Batches on which sigma_data is measured at the start of training, in model space; a
+    # precond.sigma_data more than 25 % off is logged as a warning with the measured value. 0: off.
+    config.training.sigma_data_batches = 2
     config.training.pre_encode_passes = 1  # 'latent' codec: encoded crops of each training example
     config.training.ema_halflife_examples = (2_000.0,)  # one EMA per half-life (EDM); the first samples
     # Post-hoc EMA (EDM2, Karras et al. 2024, sec. 3.1): power-function EMAs tracked during training

@@ -9,9 +9,13 @@
     python experiments/evaluate.py --config configs/evaluate.py --workdir runs/music \
         --config.embedders=mel_stats,callable --config.embedder.callable.fn=mypkg.vggish:embed \
         --config.embedder.callable.name=vggish-local
+    # two folders of audio, no model: FD and KAD (with bootstrap intervals) of --samples vs --reference
+    python experiments/evaluate.py --config configs/evaluate.py --samples generated/ \
+        --reference my_music/ --out eval_vs_my_music/ [--classifier runs/classifier]
 
 Every key is defined here with a comment; an unknown key, or a key an embedder or the metrics do
-not take, is an error. Paths (--workdir, --classifier, --out) and the checkpoint --step are flags.
+not take, is an error. Paths (--workdir or --samples/--reference, --classifier, --out) and the
+checkpoint --step are flags.
 """
 import ml_collections
 
@@ -65,7 +69,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Reference data: the workdir's dataset.
     config.reference = ml_collections.ConfigDict()
     config.reference.split = "train"  # 'train' (as FID) or 'eval'
-    config.reference.num = placeholder(int)  # reference clips; None: the whole split
+    config.reference.num = placeholder(int)  # reference draws; None: crops_per_file passes over the split
+    # Random crops drawn per file (passes over the split; repeated crops dropped, so a dataset of whole
+    # clips gives each once): a few long files, or a one-file eval split, still give many points.
+    config.reference.crops_per_file = 8
+
+    # Folder mode (--samples DIR --reference DIR): both cut into non-overlapping crops.
+    config.folder = ml_collections.ConfigDict()
+    config.folder.crop_seconds = placeholder(float)  # None: the classifier's training clip length, else 2 s
+    config.folder.sample_rate = placeholder(int)  # Hz of mel/MFCC stats; None: the reference's most common rate
+    config.folder.channels = 1  # 1: mono down-mix, 2: stereo (the embedders average channels)
+    config.folder.max_crops_per_file = 32  # crops spread evenly over a longer file
+    config.folder.max_crops = 2048  # per folder; every file keeps at least one
 
     # The metrics: the fields of diffjax.evaluation.MetricOptions.
     config.metrics = ml_collections.ConfigDict()
@@ -75,6 +90,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.metrics.ndb_alpha = 0.05  # NDB's significance level
     config.metrics.is_splits = 1  # Inception-score splits
     config.metrics.kid_standardize = True  # z-score features by the reference before KID
+    config.metrics.kad_scale = 100.0  # KAD = scale * MMD^2 (Chung et al. 2025; their toolkit's 100)
+    config.metrics.bootstrap = 100  # resamples of FD and KAD for an interval; 0: none
+    config.metrics.interval = (5.0, 95.0)  # bootstrap percentiles reported as fd_*_low/high, kad_*_low/high
     config.metrics.seed = 0  # KID subsets and NDB clustering
 
     # Evaluate each new checkpoint as training writes it.
@@ -89,4 +107,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         config.sampling.nfe = 3
         config.metrics.ndb_bins = 5
         config.metrics.kid_subset_size = 20
+        config.metrics.bootstrap = 10
+        config.folder.max_crops = 64
     return config

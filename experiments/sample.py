@@ -2,7 +2,7 @@
 
     python experiments/sample.py --workdir runs/default --sampler dpmpp_2m --nfe 20 --num 16 --seed 0
     python experiments/sample.py --workdir runs/cond --class flute --cfg 2.0
-    python experiments/sample.py --workdir runs/default --init in.wav --strength 0.5   # SDEdit variation
+    python experiments/sample.py --workdir runs/default --init in.wav --strength 0.5   # SDEdit of all of in.wav
     python experiments/sample.py --workdir runs/text --prompt "a soft flute note" --negative_prompt "drums" --cfg 3
     python experiments/sample.py --workdir runs/text --prompt "loud brass chord" --seconds 0.6  # timing
     python experiments/sample.py --workdir runs/notes --notes tune.mid
@@ -11,8 +11,10 @@
     python experiments/sample.py --workdir runs/big --guide_workdir runs/small --guide_step 2000 --guidance 2
         # autoguidance (EDM2): guided by a weaker model of the same data, instead of CFG
 
-Writes wav files, a PNG grid of spectrograms and a JSON (sampler, NFE, seeds, wall time, real-time
-factor, the guide) to --out (default <workdir>/samples/<sampler>_nfe<N>).
+Writes wav files, a spectrogram PNG per clip and a grid, a JSON (sampler, NFE, seeds, wall time,
+real-time factor, the guide) and index.html, a listening page that works offline (a player and a
+spectrogram per clip, the settings and this command), to --out (default
+<workdir>/samples/<sampler>_nfe<N>). Existing files there are kept unless --overwrite.
 """
 import os
 import sys
@@ -23,6 +25,7 @@ from absl import app, flags  # noqa: E402
 from diffjax.logs import setup_logging  # noqa: E402
 
 from diffjax.jobs import SampleRequest, run_sample_request  # noqa: E402
+from diffjax.jobs.page import command_line  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 flags.DEFINE_string("sampler", None, "Registered sampler name (default: the config's).")
@@ -39,7 +42,8 @@ flags.DEFINE_string("negative_prompt", None, "Text that CFG steers away from (re
 flags.DEFINE_string("notes", None, "A MIDI file to render (notes-conditioned models).")
 flags.DEFINE_float("seconds", None, "Output length in seconds (timing condition; longer than the window: long-form).")
 flags.DEFINE_string("init", None, "A wav: SDEdit variation, or the clip to inpaint with --mask_start/--mask_end.")
-flags.DEFINE_float("strength", 0.5, "SDEdit strength in (0, 1]: 1 samples from scratch.")
+flags.DEFINE_float("strength", 0.5, "SDEdit: start noise level / the model's sigma_data, the noise-to-signal "
+                   "ratio (0.25 keeps most, 0.5: SNR 6 dB, 1: 0 dB; sigma_max/sigma_data samples from scratch).")
 flags.DEFINE_float("mask_start", None, "Inpainting: start (s) of the span of --init to regenerate.")
 flags.DEFINE_float("mask_end", None, "Inpainting: end (s) of the span of --init to regenerate.")
 flags.DEFINE_string("continue_from", None, "A wav to continue, window by window, to --seconds in all.")
@@ -48,6 +52,7 @@ flags.DEFINE_integer("ema", 0, "EMA index (-1: raw weights).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_float("sigma_rel", None, "Post-hoc EMA length to sample (EDM2; made by experiments/reconstruct_ema.py).")
 flags.DEFINE_string("out", None, "Output directory.")
+flags.DEFINE_bool("overwrite", False, "Replace existing outputs in --out.")
 flags.DEFINE_string("guide_workdir", None, "Autoguidance: workdir of a weaker model of the same data (EDM2).")
 flags.DEFINE_integer("guide_step", None, "The guide's checkpoint step (default: its latest).")
 flags.DEFINE_integer("guide_ema", None, "The guide's EMA index (default: --ema; -1: raw weights).")
@@ -67,7 +72,8 @@ def main(argv):
                             mask_end=FLAGS.mask_end, continue_from=FLAGS.continue_from, overlap_seconds=FLAGS.overlap,
                             ema_index=FLAGS.ema, step=FLAGS.step, sigma_rel=FLAGS.sigma_rel, out=FLAGS.out,
                             guide_workdir=FLAGS.guide_workdir, guide_step=FLAGS.guide_step,
-                            guide_ema=FLAGS.guide_ema, guidance=FLAGS.guidance)
+                            guide_ema=FLAGS.guide_ema, guidance=FLAGS.guidance, overwrite=FLAGS.overwrite,
+                            command=command_line())
     print(run_sample_request(request))
 
 

@@ -335,7 +335,7 @@ class LogMel(AbstractCodec):
     hop: int = 256
     n_mels: int = 80
     fmin: float = 20.0
-    fmax: float | None = 8000.0
+    fmax: float | None = None  # None: the Nyquist frequency, sample_rate / 2 (8 kHz at 16 kHz)
     floor: float = 1e-5
     offset: float = 0.0  # z = (log mel - offset) / scale; -7 and 4.5 map the embedded music's
     scale: float = 1.0   # log-mel range [log 1e-5, 7] to [-1.0, 3.1], mean ~0 and RMS 1.02

@@ -21,8 +21,9 @@ Every parameter is a constructor argument (a config key) and is checked at const
 train or eval split is an error there that names the key to change.
 
 Sampling. The global batch of `step` is positions [step * B, (step + 1) * B) of an endless
-stream; position p is clip `perm_e[p mod N]` of epoch e = p // N, with `perm_e` a permutation
-seeded by (seed, e), so each epoch sees every clip once. Host `process_index` takes the
+stream. In synth_music, position p is clip `perm_e[p mod N]` of epoch e = p // N, with `perm_e` a
+permutation seeded by (seed, e), so each epoch sees every clip once; in a folder, position p draws
+its crop with probability proportional to duration (`AudioFolder.draw`). Host `process_index` takes the
 contiguous slice [i * b, (i + 1) * b) of the global batch: hosts are disjoint, and the global batch
 does not depend on the process count. Random crops (and `min_seconds` lengths) are seeded by
 (seed, step, position), and captions (a template, or one of a file's captions) by the same with
@@ -34,15 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import math
 import os
 
 import numpy as np
 
-from diffjax.audio import captions, io, metadata, synth
+from diffjax.audio import cache, captions, io, metadata, scan, synth
 from diffjax.data import DATASETS, AbstractDataset, host_share
 
 logger = logging.getLogger("diffjax")
@@ -72,12 +71,6 @@ def clip_indices(positions: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def crop_rng(seed: int, step: int, position: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, step, int(position), 0xC409]))
-
-
-def split_of(relpath: str, eval_fraction: float) -> str:
-    """'eval' or 'train', fixed by a hash of the relative path (stable across machines)."""
-    h = int(hashlib.sha1(relpath.replace(os.sep, "/").encode()).hexdigest()[:8], 16)
-    return "eval" if h / 2 ** 32 < eval_fraction else "train"
 
 
 def _strings(values) -> np.ndarray:
@@ -221,99 +214,51 @@ class SynthMusic(AbstractDataset):
         return captions.caption_corpus(self._data)
 
 
-# ---------------------------------------------------------------------------------------------
 # A folder of audio files
 # ---------------------------------------------------------------------------------------------
 
-def _scan_file(path: str) -> dict:
-    """Manifest entry of one file; raises io.AudioError (with the reason) if it is unusable."""
-    info = io.audio_info(path)
-    x = io.read_audio(path, sample_rate=info.sample_rate, channels=None)  # NaN/inf check.
-    return {"duration": info.duration, "sample_rate": info.sample_rate,
-            "channels": info.channels, "frames": info.frames, "rms_db": io.rms_db(x),
-            "peak": float(np.max(np.abs(x)))}
-
-
-def build_manifest(root: str, cache_dir: str | None = None, *, follow_symlinks: bool = False) -> dict:
-    """Scans `root` recursively and caches the manifest as JSON in `cache_dir` (None: the same
-    default as the synthesised data, `$XDG_CACHE_HOME/diffjax`, else `~/.cache/diffjax`).
-
-    Entries are keyed by relative path, with (size, mtime) to detect changed files; only new or
-    changed files are re-read on later calls. Unusable files are listed under 'skipped' with the
-    reason, and each is warned about (logger 'diffjax'). Symbolic links (files or folders) are
-    skipped unless `follow_symlinks`, so nothing outside `root` is read by default.
-    """
-    root = os.path.abspath(root)
-    cache_dir = cache_dir or synth.default_cache_dir()
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"audio folder {root} does not exist")
-    tag = hashlib.sha1(root.encode()).hexdigest()[:12]
-    path = os.path.join(cache_dir, f"manifest_{tag}.json")
-    old = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-    files, skipped = {}, {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not name.lower().endswith(io.AUDIO_EXTENSIONS):
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full) and not follow_symlinks:
-                logger.warning("skipping %s: a symbolic link (set data.folder.follow_symlinks=True to read it)", full)
-                continue
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            st = os.stat(full)
-            stamp = [st.st_size, st.st_mtime_ns]
-            prev_ok, prev_bad = old.get("files", {}).get(rel), old.get("skipped", {}).get(rel)
-            if prev_ok and prev_ok["stamp"] == stamp:
-                files[rel] = prev_ok
-                continue
-            if prev_bad and prev_bad["stamp"] == stamp:
-                skipped[rel] = prev_bad
-            else:
-                try:
-                    files[rel] = {**_scan_file(full), "stamp": stamp}
-                    continue
-                except io.AudioError as e:
-                    skipped[rel] = {"reason": str(e).removeprefix(f"{full}: "), "stamp": stamp}
-            logger.warning("skipping %s: %s", full, skipped[rel]["reason"])
-    manifest = {"root": root, "files": files, "skipped": skipped}
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, path)
-    return manifest
+def _kept(entry: dict) -> int:
+    return sum(e - s for s, e in entry["segments"])
 
 
 @DATASETS.register("folder")
 @dataclasses.dataclass(frozen=True)
 class AudioFolder(AbstractDataset):
-    """Random fixed-length crops from the wav/flac/ogg files under `root` (recursively).
+    """Random fixed-length crops from the wav/flac/ogg/mp3 files under `root` (recursively).
 
-    Files are resampled to `sample_rate` (logged), down-mixed or kept stereo, and optionally
-    peak-normalised. Clips shorter than a crop are zero-padded and masked. With `silence_db`,
-    files whose RMS is below it are skipped, and crops below it are redrawn (up to 8 times).
+    With `cache` (the default), each file is decoded once at `sample_rate` and `channels` (and
+    peak-normalised with `normalize`) into a memory-mapped cache (`diffjax.audio.cache`), and
+    crops slice it; without, each crop is read from the file (slow to seek in compressed formats).
+    With `silence_db`, silent stretches of at least `silence_min_seconds` are dropped (files that
+    are all silence with them), and crops come only from the kept segments.
+
+    Crops are weighted by duration: example position p draws a frame uniformly from all kept audio
+    of the split (its file and segment are the ones that hold it) with `crop_rng(seed, step, p)`,
+    then a crop start uniformly inside that segment, so a file's share of crops is its share of
+    the audio. A segment shorter than a crop gives its whole length, zero-padded and masked.
+    The eval split is about `eval_fraction` of the duration (`split_by_duration`); a folder of one
+    file is split in time (its last `eval_fraction` is eval). The split and any channel conversion
+    are logged. 'index' is the file's index in `files`.
+
     With `labels_from_dirs`, the label is the top-level sub-folder's index in `class_names`.
     With `metadata` (a CSV or JSON-lines file of `path,caption` rows, `metadata.read_metadata`),
     batches carry 'caption' (one of the file's captions, drawn per example; "" for files without
     a row). Batches always carry 'seconds_start' (the crop's offset in its file) and
-    'seconds_total' (seconds of real audio in the crop, min(crop, rest of the file)).
+    'seconds_total' (seconds of real audio in the crop).
 
-    Construction scans the folder (the manifest is cached) and checks that both splits are
-    non-empty, so a bad `root` or `eval_fraction` fails at once, not at the first batch.
+    Construction scans (and decodes) the folder, so a bad `root` fails at once, not at a batch.
     """
 
     root: str | None = None       # the audio directory (required; a config placeholder is None)
-    cache_dir: str | None = None  # manifest JSON cache (e.g. the workdir); None: ~/.cache/diffjax
+    cache_dir: str | None = None  # manifest and decode cache (e.g. the workdir); None: ~/.cache/diffjax
     sample_rate: int = 16000
     crop_seconds: float = 1.0
     channels: int = 1             # 1 = mono down-mix, 2 = stereo
-    normalize: bool = False       # peak-normalise each file
-    silence_db: float | None = None  # e.g. -50: skip silent files, redraw silent crops
-    eval_fraction: float = 0.05   # files hashed into the eval split, in (0, 1)
+    normalize: bool = False       # peak-normalise each file (to 0.95)
+    silence_db: float | None = None  # e.g. -60: drop stretches whose 50 ms RMS is below it (dBFS)
+    silence_min_seconds: float = 1.0  # only silences at least this long are dropped
+    eval_fraction: float = 0.05   # share of the total duration in the eval split, in (0, 1)
+    cache: bool = True            # decode once into <cache_dir>/audio/<hash>; False: seek the files
     labels_from_dirs: bool = False
     follow_symlinks: bool = False  # read files and folders linked from inside root (may lead outside it)
     metadata: str | None = None   # captions: a CSV / JSON-lines file of path,caption; relative to root
@@ -328,37 +273,74 @@ class AudioFolder(AbstractDataset):
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"folder: data.folder.eval_fraction must be in (0, 1); got "
                              f"{self.eval_fraction}")
-        self._check_splits()
+        if self.silence_min_seconds <= 0:
+            raise ValueError(f"folder: data.folder.silence_min_seconds must be > 0; got "
+                             f"{self.silence_min_seconds}")
+        if self.silence_db is not None and not self.cache:
+            raise ValueError("folder: data.folder.silence_db needs the decode cache (silence is found "
+                             "when files are decoded); set data.folder.cache=True or silence_db=None")
+        for split in ("train", "eval"):
+            if not self._split[split][1].size:
+                raise ValueError(f"folder: the {split} split of {self.root} has no audio "
+                                 f"(data.folder.eval_fraction = {self.eval_fraction}); change "
+                                 f"data.folder.eval_fraction or add files")
         if self.metadata is not None:
             _ = self._captions  # Reads it now: a bad file fails at construction, not at a batch.
 
-    def _check_splits(self) -> None:
-        """Both splits non-empty (the manifest is scanned once and cached on this object)."""
-        usable = sorted(self._manifest["files"])
-        sizes = {s: sum(split_of(r, self.eval_fraction) == s for r in usable) for s in ("train", "eval")}
-        for split, size in sizes.items():
-            if not size:
-                change = "raise" if split == "eval" else "lower"
-                raise ValueError(f"folder: the {split} split of {self.root} is empty ({len(usable)} "
-                                 f"usable files, data.folder.eval_fraction = {self.eval_fraction}); "
-                                 f"{change} data.folder.eval_fraction or add files")
-
     @functools.cached_property
     def _manifest(self) -> dict:
-        m = build_manifest(self.root, self.cache_dir, follow_symlinks=self.follow_symlinks)
+        """{'root', 'folder' (the decode cache or None), 'files' (usable), 'skipped'}."""
+        root, cache_dir = os.path.abspath(self.root), self.cache_dir or synth.default_cache_dir()
+        if self.cache:
+            folder = cache.cache_folder(root, cache_dir, sample_rate=self.sample_rate,
+                                        channels=self.channels, normalize=self.normalize)
+            m = cache.build_cache(scan.walk_audio(root, self.follow_symlinks), folder, sample_rate=self.sample_rate,
+                                  channels=self.channels, normalize=self.normalize,
+                                  silence_db=self.silence_db, silence_min_seconds=self.silence_min_seconds)
+        else:
+            folder, m = None, scan.build_manifest(root, cache_dir, follow_symlinks=self.follow_symlinks)
+            m = {"files": {r: {**e, "source_channels": e["channels"], "segments": [
+                [0, int(round(e["frames"] * self.sample_rate / e["sample_rate"]))]]}
+                for r, e in m["files"].items()}, "skipped": m["skipped"]}
         found = len(m["files"]) + len(m["skipped"])
-        usable = {r: e for r, e in m["files"].items()
-                  if self.silence_db is None or e["rms_db"] >= self.silence_db}
+        usable = {r: e for r, e in m["files"].items() if _kept(e) > 0}
         silent = len(m["files"]) - len(usable)
         log = logger.warning if m["skipped"] or silent else logger.info
         log("audio folder %s: %d files, %d usable, %d skipped as unreadable/corrupt, "
-                    "%d skipped as silent", m["root"], found, len(usable), len(m["skipped"]),
-                    silent)
+            "%d skipped as silent", root, found, len(usable), len(m["skipped"]), silent)
         if not usable:
             reasons = "; ".join(f"{r}: {e['reason']}" for r, e in list(m["skipped"].items())[:5])
-            raise ValueError(f"no usable audio in {m['root']}: {found} audio files found, "
+            raise ValueError(f"no usable audio in {root}: {found} audio files found, "
                              f"{len(m['skipped'])} unreadable, {silent} silent. {reasons}")
-        return {"root": m["root"], "files": usable, "skipped": m["skipped"]}
+        converted = sum(e["source_channels"] != self.channels for e in usable.values())
+        if converted and self.split == "train":
+            how = "stereo files down-mixed to mono" if self.channels == 1 else "mono files copied to stereo"
+            logger.info("audio folder %s: %d %s (data.channels = %d)", root, converted, how, self.channels)
+        return {"root": root, "folder": folder, "files": usable, "skipped": m["skipped"]}
+
+    @functools.cached_property
+    def _split(self) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """{split: (files, pieces [P, 3] int64 of (file index, start, end) at sample_rate)}."""
+        files = self._manifest["files"]
+        if len(files) == 1:  # split in time: the last eval_fraction of the kept audio is eval
+            (rel,) = files
+            n = _kept(files[rel])
+            head, tail = scan.cut_segments(files[rel]["segments"], min(n - 1, round(n * (1 - self.eval_fraction))))
+            names = {"train": (rel,), "eval": (rel,)}
+            pieces = {"train": [[0, s, e] for s, e in head], "eval": [[0, s, e] for s, e in tail]}
+        else:
+            evals = scan.split_by_duration({r: _kept(e) / self.sample_rate for r, e in files.items()},
+                                           self.eval_fraction)
+            names = {"train": tuple(r for r in sorted(files) if r not in evals), "eval": evals}
+            pieces = {split: [[i, s, e] for i, r in enumerate(rels) for s, e in files[r]["segments"]]
+                      for split, rels in names.items()}
+        out = {split: (names[split], np.asarray(pieces[split], np.int64).reshape(-1, 3)) for split in names}
+        if self.split == "train":
+            logger.info("audio folder %s split by duration (data.folder.eval_fraction = %g): %s",
+                        self._manifest["root"], self.eval_fraction, ", ".join(
+                            f"{s} {len(n)} files {(p[:, 2] - p[:, 1]).sum() / self.sample_rate:.1f} s"
+                            for s, (n, p) in out.items()))
+        return out
 
     @functools.cached_property
     def _captions(self) -> dict[str, tuple[str, ...]]:
@@ -390,11 +372,16 @@ class AudioFolder(AbstractDataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @functools.cached_property
+    @property
     def files(self) -> tuple[str, ...]:
         """Relative paths of this split's files, sorted (non-empty: checked at construction)."""
-        return tuple(r for r in sorted(self._manifest["files"])
-                     if split_of(r, self.eval_fraction) == self.split)
+        return self._split[self.split][0]
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of (kept) audio in this split."""
+        pieces = self._split[self.split][1]
+        return float((pieces[:, 2] - pieces[:, 1]).sum()) / self.sample_rate
 
     @property
     def num_skipped(self) -> int:
@@ -417,35 +404,51 @@ class AudioFolder(AbstractDataset):
     def eval(self) -> "AudioFolder":
         return dataclasses.replace(self, split="eval")
 
-    def _crop(self, rel: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-        """A random crop [L, C], its mask [L, 1] and start (seconds) of file `rel`, at `sample_rate`."""
-        e = self._manifest["files"][rel]
-        path = os.path.join(self._manifest["root"], rel)
-        ratio = e["sample_rate"] / self.sample_rate
-        src_len = int(math.ceil(self.length * ratio))
-        margin = int(math.ceil(32 * ratio))  # Source samples beyond the crop, for the filter.
-        for _ in range(8 if self.silence_db is not None else 1):
-            start = int(rng.integers(max(1, e["frames"] - src_len + 1)))
-            lo = max(0, start - margin)
-            x = io.read_audio(path, sample_rate=self.sample_rate, channels=self.channels,
-                              normalize=False, start=lo, frames=src_len + start - lo + margin)
-            skip = int(round((start - lo) / ratio))
-            x, m = _pad(x[skip:], self.length)
-            if self.silence_db is None or io.rms_db(x[m[:, 0] > 0]) >= self.silence_db:
-                break
-        if self.normalize and e["peak"] > 0:  # The file's peak, so crops keep their level.
-            x = x * (0.95 / e["peak"])
-        return np.clip(x, -1.0, 1.0), m, start / e["sample_rate"]
+    def read(self, rel: str, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames [start, start + frames) of file `rel` at `sample_rate`, zero-padded or cut to a
+        crop: x [L, C] in [-1, 1] and mask [L, 1] (1 on the frames read)."""
+        e, frames = self._manifest["files"][rel], min(frames, self.length)
+        if self._manifest["folder"] is not None:
+            x = cache.read(self._manifest["folder"], e, start, frames)
+        else:
+            ratio = e["sample_rate"] / self.sample_rate
+            src = int(round(start * ratio))
+            margin = int(math.ceil(32 * ratio))  # Source samples beyond the crop, for the filter.
+            lo = max(0, src - margin)
+            x = io.read_audio(os.path.join(self._manifest["root"], rel), sample_rate=self.sample_rate,
+                              channels=self.channels, start=lo,
+                              frames=int(math.ceil(frames * ratio)) + src - lo + margin)
+            skip = int(round((src - lo) / ratio))
+            x = x[skip:skip + frames]
+            if self.normalize and e["peak"] > 0:  # The file's peak, so crops keep their level.
+                x = x * (0.95 / e["peak"])
+        x, m = _pad(x, self.length)
+        return np.clip(x, -1.0, 1.0), m
+
+    @functools.cached_property
+    def _cumulative(self) -> np.ndarray:
+        """[P] int64: frames of kept audio in this split's pieces up to and including each."""
+        pieces = self._split[self.split][1]
+        return np.cumsum(pieces[:, 2] - pieces[:, 1])
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(file index, start, frames) of one crop: a frame drawn uniformly from the split's kept
+        audio picks the segment, then the start is uniform inside it (class docstring)."""
+        pieces, cum = self._split[self.split][1], self._cumulative
+        i = int(np.searchsorted(cum, rng.integers(cum[-1]), side="right"))
+        f, s, e = (int(v) for v in pieces[i])
+        start = s + int(rng.integers(max(1, e - s - self.length + 1)))
+        return f, start, min(self.length, e - start)
 
     def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
               process_count: int = 1) -> dict[str, np.ndarray]:
-        """This host's share of the global batch of `step` (see the module docstring)."""
+        """This host's share of the global batch of `step` (class and module docstrings)."""
         pos = host_positions(step, batch_size, process_index, process_count)
-        idx = clip_indices(pos, len(self), seed)
-        crops = [self._crop(self.files[i], crop_rng(seed, step, p)) for i, p in zip(idx, pos)]
+        drawn = [self.draw(crop_rng(seed, step, p)) for p in pos]
+        idx = np.asarray([d[0] for d in drawn], np.int32)
+        crops = [self.read(self.files[f], s, n) for f, s, n in drawn]
         out = {"x": np.stack([c[0] for c in crops]), "mask": np.stack([c[1] for c in crops]),
-               "index": idx.astype(np.int32),
-               "seconds_start": np.asarray([c[2] for c in crops], np.float32)}
+               "index": idx, "seconds_start": np.asarray([d[1] for d in drawn], np.float32) / np.float32(self.sample_rate)}
         out["seconds_total"] = out["mask"].sum(axis=(1, 2)) / np.float32(self.sample_rate)
         if self.metadata is not None:
             found = [self._captions.get(self.files[i], ("",)) for i in idx]

@@ -22,7 +22,8 @@ import soxr
 
 logger = logging.getLogger("diffjax")
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # mp3: libsndfile >= 1.1
+_WRITE_BLOCK = 1 << 16  # frames per write call (write_audio)
 _ANNOUNCED: set = set()  # (name, sr_in, sr_out) already logged at INFO
 
 
@@ -158,5 +159,9 @@ def write_audio(
         raise ValueError(f"refusing to write non-finite samples to {path}")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    sf.write(path, np.clip(x, -1.0, 1.0), int(sample_rate), subtype=subtype)
+    x = np.clip(x, -1.0, 1.0).reshape(len(x), -1)
+    # In blocks: libsndfile 1.2.2 overflows its stack on one large OGG write (60 s of 44.1 kHz stereo).
+    with sf.SoundFile(path, "w", int(sample_rate), x.shape[1], subtype=subtype) as f:
+        for i in range(0, len(x), _WRITE_BLOCK):
+            f.write(x[i:i + _WRITE_BLOCK])
     return path

@@ -27,12 +27,22 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: f
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, **kernel_kwargs) -> float:
     """The unbiased MMD^2 U-statistic (Bińkowski et al. 2018, eq. 4) between x [m, D] and y [n, D]."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    m, n = len(x), len(y)
+    check_sizes(len(x), len(y))
+    return mmd2_from_kernels(polynomial_kernel(x, x, **kernel_kwargs),
+                             polynomial_kernel(y, y, **kernel_kwargs),
+                             polynomial_kernel(x, y, **kernel_kwargs))
+
+
+def check_sizes(m: int, n: int) -> None:
+    """Raises unless both sets have the 2 examples an unbiased MMD^2 needs."""
     if m < 2 or n < 2:
         raise ValueError(f"MMD needs at least 2 examples per set; got {m} and {n}")
-    kxx = polynomial_kernel(x, x, **kernel_kwargs)
-    kyy = polynomial_kernel(y, y, **kernel_kwargs)
-    kxy = polynomial_kernel(x, y, **kernel_kwargs)
+
+
+def mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """The unbiased MMD^2 (eq. 4) from kernel matrices kxx [m, m], kyy [n, n], kxy [m, n]: the
+    within-set means leave out the diagonal (i = j), the cross mean keeps every pair."""
+    m, n = len(kxx), len(kyy)
     xx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
     yy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
     return float(xx + yy - 2.0 * kxy.mean())

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 
@@ -31,15 +33,31 @@ def spectral_flatness(waves, n_fft: int = 1024) -> float:
     return float(flatness[loud].mean()) if np.any(loud) else float("nan")
 
 
+def pyin_frame_length(sample_rate: int, fmin: float, at_least: int = 1024) -> int:
+    """The shortest power of two >= `at_least` in which two periods of `fmin` fit, as pYIN needs
+    (`librosa.pyin` warns unless `sample_rate / fmin < frame_length // 2`): 1024 at 16 kHz for
+    C2 (65 Hz: 492 samples for two periods), 2048 at 44.1 and 48 kHz (1357 and 1477)."""
+    two_periods = 2 * sample_rate / fmin + 2  # strictly more than two periods in frame_length // 2
+    return int(2 ** np.ceil(np.log2(max(at_least, two_periods))))
+
+
 def pitch_confidence(waves, sample_rate: int, *, fmin: float = 65.0, fmax: float = 2100.0,
-                     frame_length: int = 1024, min_rms: float = 1e-3) -> float:
+                     frame_length: Optional[int] = None, min_rms: float = 1e-3) -> float:
     """Mean pYIN voiced probability over frames with RMS > `min_rms` of `waves` [B, L, C].
 
     `fmin`..`fmax` (Hz) bounds the fundamentals searched (default C2..C7, the embedded music's
-    range); frames hop by `frame_length // 4`. nan if every frame is silent.
+    range); frames hop by `frame_length // 4`. `frame_length` defaults to `pyin_frame_length`
+    (1024 at 16 kHz), so `fmin` fits at any rate; a given one too short for `fmin` is an error.
+    nan if every frame is silent.
     """
     import librosa  # lazily: slow to import
 
+    if frame_length is None:
+        frame_length = pyin_frame_length(sample_rate, fmin)
+    elif frame_length // 2 <= sample_rate / fmin:
+        raise ValueError(f"pitch_confidence: frame_length={frame_length} holds less than two periods of fmin={fmin:g} Hz "
+                         f"at {sample_rate} Hz; use frame_length >= {int(2 * sample_rate / fmin) + 2} or fmin > "
+                         f"{sample_rate / (frame_length // 2):.1f}")
     fmax = min(fmax, 0.45 * sample_rate)
     hop = frame_length // 4
     probs = []

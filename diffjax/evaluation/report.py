@@ -17,14 +17,17 @@ COLUMNS = (
         ("nfe", "NFE"),
         ("num", "N"),
         ("fd_classifier", "FD clf ↓"),
+        ("kad_classifier", "KAD clf ↓"),
         ("kid_classifier", "KID clf ↓"),
         ("is", "IS ↑"),
         ("mis", "mIS ↑"),
         ("accuracy", "class acc ↑"),
         ("ndb_k_classifier", "NDB/K clf ↓"),
         ("fd_mel", "FD mel ↓"),
+        ("kad_mel", "KAD mel ↓"),
         ("kid_mel", "KID mel ↓"),
         ("fd_mfcc", "FD mfcc ↓"),
+        ("kad_mfcc", "KAD mfcc ↓"),
         ("kid_mfcc", "KID mfcc ↓"),
         ("nonfinite", "NaN"),
 )
@@ -40,20 +43,28 @@ def _fmt(value) -> str:
     return f"{value:.2e}"
 
 
+def _cell(row: dict, key: str) -> str:
+    """`row[key]` formatted, with its interval '[low, high]' where the row has one."""
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    text = _fmt(row.get(key))
+    return text if low is None or high is None else f"{text} [{_fmt(low)}, {_fmt(high)}]"
+
+
 def markdown_table(rows: Sequence[dict], columns: Optional[Sequence[tuple[str, str]]] = None
                    ) -> str:
     """A GitHub markdown table of `rows` over `columns` ((key, header) pairs; default `COLUMNS`
-    restricted to keys present, plus other scalar 'fd_'/'kid_' keys of custom embedders)."""
+    restricted to keys present, plus other scalar 'fd_'/'kad_'/'kid_' keys of custom embedders).
+    A value with `<key>_low` and `<key>_high` in its row (a bootstrap interval) shows them too."""
     if columns is None:
         present = {k for row in rows for k in row}
         columns = [c for c in COLUMNS if c[0] in present]
         known = {c[0] for c in COLUMNS}
-        extra = sorted(k for k in present if k not in known and re.match(r"(fd|kid)_[^_]+$", k)
-                       and not k.startswith(("fd_classifier", "kid_classifier")))
+        extra = sorted(k for k in present if k not in known and re.match(r"(fd|kad|kid)_[^_]+$", k)
+                       and not k.startswith(("fd_classifier", "kad_classifier", "kid_classifier")))
         columns += [(k, k.replace("_", " ", 1)) for k in extra]
     lines = ["| " + " | ".join(h for _, h in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_fmt(row.get(k)) for k, _ in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row, k) for k, _ in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

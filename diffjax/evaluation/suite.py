@@ -13,8 +13,9 @@ balanced). Example i always uses seed `seed_offset + i`, so results do not depen
 Each chunk's features are saved in `state_dir` as soon as they are computed; an interrupted run
 skips the chunks already there.
 
-Metrics, per embedder name e (FD/KID/NDB on any embedder; the rest need class probabilities):
-    fd_e, kid_e, kid_e_std, ndb_k_e, ndb_js_e       (frechet.py, kid.py, scores.py)
+Metrics, per embedder name e (FD/KAD/KID/NDB on any embedder; the rest need class probabilities):
+    fd_e, kad_e, kid_e, kid_e_std, ndb_k_e, ndb_js_e (frechet.py, kad.py, kid.py, scores.py)
+    fd_e_low, fd_e_high, kad_e_low, kad_e_high       (bootstrap percentiles, with options.bootstrap > 0)
     is, is_std, mis, is_reference                    (classifier probabilities)
     accuracy, mean_class_accuracy, per_class_accuracy (conditional generation only)
 """
@@ -29,7 +30,7 @@ from typing import Callable, Optional
 import numpy as np
 import tqdm
 
-from diffjax.evaluation import frechet, kid, scores
+from diffjax.evaluation import distances, frechet, kad, kid, scores
 from diffjax.evaluation.features import AbstractEmbedder, check_sample_rate, embed_all
 
 log = logging.getLogger("diffjax")
@@ -45,6 +46,9 @@ class MetricOptions:
     ndb_alpha: float = 0.05
     is_splits: int = 1           # Salimans et al. 2016 use 10 splits of 5000
     kid_standardize: bool = True  # z-score features by the reference before KID (see below)
+    kad_scale: float = kad.SCALE  # KAD = scale * MMD_u^2 (Chung et al. 2025's toolkit: 100)
+    bootstrap: int = 0           # resamples of FD and KAD for an interval; 0: no interval
+    interval: tuple = (5.0, 95.0)  # the bootstrap percentiles reported as *_low, *_high
     seed: int = 0
 
 
@@ -77,6 +81,12 @@ def generation_metrics(features: dict[str, dict], reference: dict[str, dict], *,
                                            len(ref_emb))
                      if "mean" in ref else frechet.gaussian_stats(ref_emb))
         out[f"fd_{name}"] = frechet.frechet_distance(frechet.gaussian_stats(gen_emb), ref_stats)
+        out[f"kad_{name}"] = kad.kernel_audio_distance(gen_emb, ref_emb, scale=options.kad_scale)
+        if options.bootstrap > 0:
+            for metric, kwargs in (("fd", {}), ("kad", {"scale": options.kad_scale})):
+                b = distances.distance_with_interval(metric, gen_emb, ref_emb, num_resamples=options.bootstrap,
+                                                     seed=options.seed, percentiles=options.interval, **kwargs)
+                out[f"{metric}_{name}_low"], out[f"{metric}_{name}_high"] = b["low"], b["high"]
         k = kid.kernel_distance(*_standardize(gen_emb, ref_emb, options.kid_standardize),
                                 num_subsets=options.kid_subsets,
                                 subset_size=options.kid_subset_size, seed=options.seed)

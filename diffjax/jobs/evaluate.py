@@ -27,11 +27,13 @@ from diffjax.evaluation.reference import reference_features
 from diffjax.evaluation.report import write_results
 from diffjax.evaluation.suite import MetricOptions, evaluate_generator
 from diffjax.jobs import classifier as classifier_job
+from diffjax.jobs import page
 from diffjax.jobs.generation import generate, load_autoguide
 from diffjax.jobs import phema as phema_job
 from diffjax.jobs import workdir as workdir_lib
 
 log = logging.getLogger("diffjax")
+EXAMPLES = 4  # generated examples on the evaluation's listening page
 SHORT_NAMES = {"classifier": "classifier", "mel_stats": "mel", "mfcc_stats": "mfcc"}
 MISSING_CLASSIFIER = ("the 'classifier' embedder needs a trained classifier workdir (--classifier): run "
                       "experiments/train_classifier.py, or leave 'classifier' out of --config.embedders")
@@ -99,9 +101,31 @@ def label_classes(model, conditional: bool) -> int:
     return int(model.conditioners["label"].num_classes)
 
 
+def keep_examples(generate_fn: Callable) -> tuple[Callable, list]:
+    """`generate_fn` that also keeps the first `EXAMPLES` examples it generates (for the page)."""
+    kept: list = []
+
+    def generate_and_keep(seeds, labels=None):
+        audio = generate_fn(seeds, labels)
+        if not kept:
+            kept.extend((f"seed{int(s):06d}", a) for s, a in zip(seeds[:EXAMPLES], audio[:EXAMPLES]))
+        return audio
+
+    return generate_and_keep, kept
+
+
+def write_page(run_dir: str, results: dict, examples: list, *, sample_rate: int, command: Optional[str]) -> str:
+    """`run_dir/index.html`: players and spectrograms of the kept examples (none when every chunk
+    was resumed from disk), the metrics table and the command."""
+    clips = page.write_example_clips(run_dir, examples, sample_rate) if examples else []
+    return page.write_listening_page(run_dir, clips, title=f"evaluation {os.path.basename(run_dir)}",
+                                     metrics=page.metric_rows(results), command=command)
+
+
 def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
                         classifier_workdir: Optional[str] = None, out_dir: Optional[str] = None,
-                        progress: bool = True, sigma_rel: Optional[float] = None) -> dict:
+                        progress: bool = True, sigma_rel: Optional[float] = None,
+                        command: Optional[str] = None) -> dict:
     """Samples `config.num` examples from checkpoint `step` (default the latest), or from the post-hoc
     EMA of `sigma_rel` (reconstructed beforehand), and computes every generation metric against the
     reference split; resumes from saved chunks and returns saved results if already complete.
@@ -152,13 +176,15 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
                          "(its dataset has no sample rate)")
     ref_data = dataset if config.reference.split == "train" else dataset.eval
     embs = build_embedders(names, config.embedder, sample_rate=dataset.sample_rate, classifier=classifier)
-    reference = {k: reference_features(e, ref_data, num=config.reference.num, cache_dir=out_dir)
+    reference = {k: reference_features(e, ref_data, num=config.reference.num,
+                                       crops_per_clip=config.reference.crops_per_file, cache_dir=out_dir)
                  for k, e in embs.items()}
     if num_classes and classifier is not None and classifier.model.num_classes != num_classes:
         log.warning("model has %d classes but the classifier %d: class accuracy is meaningless",
                     num_classes, classifier.model.num_classes)
     generate_fn, info = make_generate_fn(loaded, batch_size=config.chunk_size, cfg_scale=cfg_scale,
                                          sampler=sampler, nfe=nfe, num_steps=num_steps, grid=grid, autoguide=autoguide)
+    generate_fn, examples = keep_examples(generate_fn)
     results = evaluate_generator(generate_fn, embedders=embs, reference=reference, num=config.num,
                                  sample_rate=dataset.sample_rate, chunk_size=config.chunk_size,
                                  state_dir=os.path.join(run_dir, "chunks"),
@@ -167,6 +193,7 @@ def evaluate_checkpoint(workdir: str, config, *, step: Optional[int] = None,
                    cfg_scale=cfg_scale, reference_split=config.reference.split, sigma_rel=sigma_rel, **guide_info,
                    reference_num=int(len(next(iter(reference.values()))["embedding"])), **info)
     write_results(run_dir, results, row={"setting": tag})
+    write_page(run_dir, results, examples, sample_rate=dataset.sample_rate, command=command)
     with open(os.path.join(out_dir, "results.jsonl"), "a") as f:
         f.write(json.dumps({"tag": tag, **results}) + "\n")
     return results
@@ -214,14 +241,16 @@ def watch_checkpoints(workdir: str, evaluate_step: Callable[[int], dict], *,
 
 
 def run_evaluation(workdir: str, config, *, step: Optional[int] = None, classifier_workdir: Optional[str] = None,
-             out_dir: Optional[str] = None, report: Callable[[dict], None] = lambda results: None) -> dict:
+             out_dir: Optional[str] = None, report: Callable[[dict], None] = lambda results: None,
+             command: Optional[str] = None) -> dict:
     """One checkpoint (`step`, default the latest), or with `config.watch.enabled` every new one until
     the workdir's last training step: {step: results}; with `config.sigma_rels`, each post-hoc EMA
-    length: {sigma_rel: results}. `report(results)` is called after each."""
+    length: {sigma_rel: results}. `report(results)` is called after each; each run's folder gets a
+    listening page naming `command`."""
 
     def evaluate_step(s, sigma_rel=None):
         results = evaluate_checkpoint(workdir, config, step=s, classifier_workdir=classifier_workdir,
-                                      out_dir=out_dir, sigma_rel=sigma_rel)
+                                      out_dir=out_dir, sigma_rel=sigma_rel, command=command)
         report(results)
         return results
 

@@ -7,7 +7,8 @@ the evaluation job call.
     out.audio  # [16, L, C] waveforms (vectors [16, D] for toy data), out.nfe
 
 Seeds are per example (`diffjax.sampling.initial_noise`, `seed_keys`), so example i is the same
-whatever the batch size or device count; the batch is sharded over the mesh's devices.
+whatever the batch size or device count; the batch is sharded over the mesh's devices. SDEdit of a
+whole input lives in `diffjax.jobs.sdedit`.
 
 Autoguidance (EDM2) takes a second, weaker model of the same data as the guide:
 
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax import guidance, restoration, sampling
+from diffjax import guidance, sampling
 from diffjax.jobs.workdir import Loaded, load
 from diffjax.model import DiffusionModel
 from diffjax.training import parallel
@@ -139,9 +140,8 @@ def guided_denoiser(model: DiffusionModel, params: Any, cond: Optional[Mapping],
 
 @functools.lru_cache(maxsize=32)
 def _compiled_sampler(model: DiffusionModel, sampler: str, grid: str, steps: int, grid_options: tuple,
-                      options: tuple, cfg_scale, conditional: bool, sdedit_strength, guide_model, guide_weight,
-                      mesh):
-    """The jitted `run((params, guide_params), x_init, keys, cond, guide) -> latent`, built once per
+                      options: tuple, cfg_scale, conditional: bool, guide_model, guide_weight, mesh):
+    """The jitted `run((params, guide_params), x_init, keys, cond) -> latent`, built once per
     setting (so chunked calls compile once), and the grid's first level. `cond` is `{"cond": ...,
     "negative": ...}`; `cfg_scale` a number or a sorted tuple of `(name, scale)`; `guide_model`
     (None: no autoguidance) sees the same condition as `model`."""
@@ -149,22 +149,17 @@ def _compiled_sampler(model: DiffusionModel, sampler: str, grid: str, steps: int
     sample, options = sampling.get_sampler(sampler), dict(options)
     scale = dict(cfg_scale) if isinstance(cfg_scale, tuple) else cfg_scale
 
-    def run(weights, x_init, keys, cond, guide):
+    def run(weights, x_init, keys, cond):
         (params, guide_params), cond = weights, cond or {}
         if guide_model is None:
             denoiser = guided_denoiser(model, params, cond.get("cond"), scale, cond.get("negative"))
         else:  # generate() has ruled out CFG with a guide
             denoiser = guidance.autoguidance(model.conditional_denoiser(params), cond.get("cond"),
                                              guide=guide_model.conditional_denoiser(guide_params), weight=guide_weight)
-        if guide is None:
-            return sample(denoiser, x_init, sigmas, key=keys, **options)
-        return restoration.get_method("sdedit")(
-                denoiser, restoration.get_operator("identity"), guide, x_init, sigmas, key=keys, sampler=sampler,
-                sampler_options=options, strength=sdedit_strength, guide=guide)
+        return sample(denoiser, x_init, sigmas, key=keys, **options)
 
     sharded, replicated = parallel.batch_sharding(mesh), parallel.replicated_sharding(mesh)
-    in_shardings = (replicated, sharded, sharded, sharded if conditional else None,
-                    sharded if sdedit_strength is not None else None)
+    in_shardings = (replicated, sharded, sharded, sharded if conditional else None)
     return jax.jit(run, in_shardings=in_shardings, out_shardings=replicated), float(sigmas[0])
 
 
@@ -172,8 +167,8 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
              sampler: Optional[str] = None, nfe: Optional[int] = None, num_steps: Optional[int] = None,
              grid: Optional[str] = None, cond: Optional[Mapping] = None,
              cfg_scale: Union[None, float, Mapping[str, float]] = None, negative: Optional[Mapping] = None,
-             sampler_options: Optional[dict] = None, init: Optional[np.ndarray] = None,
-             strength: float = 1.0, autoguide: Optional[AutoGuide] = None, mesh=None) -> Generated:
+             sampler_options: Optional[dict] = None, autoguide: Optional[AutoGuide] = None,
+             mesh=None) -> Generated:
     """Samples one example per seed with a registered sampler and grid over the process's range.
 
     Args:
@@ -186,8 +181,6 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
         classifier-free guidance scale (1 or None: plain conditional), or one scale per condition
         name (`guidance_reference`).
       negative: conditions that replace the null value in CFG's reference branch (a negative prompt).
-      init, strength: SDEdit-style variation (Meng et al. 2022): waveforms `[B, L, C]` (one per seed)
-        are encoded, noised to the level `strength` of the way up the grid, and denoised.
       autoguide: EDM2's autoguidance by a weaker model (`AutoGuide`, `guidance.autoguidance`); both
         denoisers get the same condition. It replaces CFG (Karras et al. 2024 guide the conditional
         model with a weaker conditional one), so a `cfg_scale` other than 1, or `negative`, with it
@@ -217,24 +210,14 @@ def generate(model: DiffusionModel, params: Any, *, sampling_config: Mapping, se
         packed = {"cond": dict(cond), **({"negative": dict(negative)} if negative else {})}
         packed = jax.tree.map(jnp.asarray, packed)
     static_scale = tuple(sorted(cfg_scale.items())) if isinstance(cfg_scale, Mapping) else cfg_scale
-    guide = None
-    if init is not None:
-        init = np.asarray(init, np.float32)
-        if init.shape[0] != len(seeds):
-            raise ValueError(f"init has {init.shape[0]} examples for {len(seeds)} seeds")
-        guide = model.codec.encode(jnp.asarray(init))
     run, sigma_max = _compiled_sampler(
         model, sampler, grid, steps, tuple(sorted(grid_options.items())), tuple(sorted(options.items())),
-        static_scale, packed is not None, None if guide is None else float(strength),
-        None if autoguide is None else autoguide.model, None if autoguide is None else float(autoguide.weight), mesh)
+        static_scale, packed is not None, None if autoguide is None else autoguide.model, None if autoguide is None else float(autoguide.weight), mesh)
     x_init = sampling.initial_noise(np.asarray(seeds), model.latent_shape, sigma_max)
     keys = sampling.seed_keys(np.asarray(seeds))
-    latent = run((params, None if autoguide is None else autoguide.params), x_init, keys, packed, guide)
+    latent = run((params, None if autoguide is None else autoguide.params), x_init, keys, packed)
     if cond is not None and "inpaint" in cond:  # trained inpainting keeps the known frames exactly
         latent = keep_known(latent, cond["inpaint"])
     audio = model.codec.decode(latent, model.spec.shape[0])
-    if init is None:
-        cost = sampling.nfe(sampler, steps, **options)
-    else:
-        cost = restoration.method_nfe("sdedit", sampler, steps, strength=strength, sampler_options=options)
+    cost = sampling.nfe(sampler, steps, **options)
     return Generated(audio=np.asarray(audio), latent=np.asarray(latent), nfe=cost, num_steps=steps, seeds=seeds)

@@ -16,14 +16,16 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soundfile
+import tqdm
 
 from diffjax import sampling
-from diffjax.audio import io
+from diffjax.audio import io, metrics
 from diffjax.jobs import files
 from diffjax.jobs import workdir as workdir_lib
 from diffjax.model import DiffusionModel
 from diffjax.registry import accepted_parameters
-from diffjax.restoration import evaluation
+from diffjax.restoration import evaluation, fullband
 from diffjax.restoration.methods import METHODS, method_options
 from diffjax.restoration.operators import differentiable_codecs
 from diffjax.restoration.tasks import (EVAL_TASKS, TASKS, check_restorable, context_length, degraded_view,
@@ -32,6 +34,7 @@ from diffjax.restoration.tasks import (EVAL_TASKS, TASKS, check_restorable, cont
 log = logging.getLogger("diffjax")
 
 STEREO_MODES = ("refuse", "mixdown", "per_channel")
+HIGH_BANDS = ("auto", "input", "none")  # config.high_band: the band above a lower-rate model's
 TASK_KEYS = ("name", "simulate", "snr", "noise_sigma")  # config.task keys beside the tasks' sub-sections
 _TASK_CONTEXT = frozenset({"sample_rate", "noise_sigma", "reference", "degraded"})  # given by the job
 
@@ -112,6 +115,8 @@ def check_config(config) -> None:
     methods' keys, the stereo mode."""
     if config.stereo not in STEREO_MODES:
         raise ValueError(f"stereo={config.stereo!r}; valid: {', '.join(STEREO_MODES)}")
+    if config.high_band not in HIGH_BANDS:
+        raise ValueError(f"high_band={config.high_band!r}; valid: {', '.join(HIGH_BANDS)}")
     sampling.GRIDS.get(config.grid)
     for method in evaluation_names(config.evaluation.methods) or [config.method.name]:
         options = method_section(config.method, method)
@@ -131,30 +136,40 @@ def model_options(config, method: str, model: DiffusionModel) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def read_input(path: str, spec, stereo: str) -> tuple[np.ndarray, int]:
-    """The input as a batch `[B, L, C]` at the model's rate; returns it and the file's rate.
-
-    A sample-rate mismatch is resampled (logged by `io.read_audio`); a multi-channel file for a mono
-    model is refused unless `stereo` is 'mixdown' or 'per_channel' (channels become the batch).
-    NaN/inf samples are refused by `io.read_audio`.
-    """
-    rate, channels = int(spec.sample_rate), int(spec.shape[1])
-    info = io.audio_info(path)
-    if info.sample_rate != rate:
-        log.info("%s is at %d Hz and the model at %d Hz: resampling the input, and the output back",
-                 path, info.sample_rate, rate)
-    if info.channels != channels and channels == 1:
+def to_batch(x: np.ndarray, stereo: str, spec, path: str) -> np.ndarray:
+    """The file's samples `[L, C]` as the model's batch `[B, L, C']`: as they are, down-mixed
+    (`stereo='mixdown'`) or one channel per example (`'per_channel'`) for a mono model; any other
+    channel mismatch is refused with the fix."""
+    channels = int(spec.shape[1])
+    if x.shape[1] != channels and channels == 1:
         if stereo == "refuse":
-            raise ValueError(f"{path} has {info.channels} channels but the model is mono; pass "
+            raise ValueError(f"{path} has {x.shape[1]} channels but the model is mono; pass "
                              "--config.stereo=mixdown to down-mix or --config.stereo=per_channel to restore "
                              "each channel")
-        x = io.read_audio(path, sample_rate=rate, channels=None)
         if stereo == "mixdown":
-            return x.mean(axis=1, keepdims=True)[None], info.sample_rate
-        return np.transpose(x)[:, :, None], info.sample_rate  # [C, L, 1]
-    if info.channels != channels:
-        raise ValueError(f"{path} has {info.channels} channels; the model expects {channels}")
-    return io.read_audio(path, sample_rate=rate, channels=None)[None], info.sample_rate
+            return x.mean(axis=1, keepdims=True)[None]
+        return np.transpose(x)[:, :, None]  # [C, L, 1]
+    if x.shape[1] != channels:
+        raise ValueError(f"{path} has {x.shape[1]} channels; the model expects {channels}")
+    return x[None]
+
+
+def read_input(path: str, spec, stereo: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The input as a batch `[B, L, C]` at the model's rate, the same batch `[B, L_file, C]` at the
+    file's own rate (the full band the output keeps, `fullband.compose`), and the file's rate.
+
+    A sample-rate mismatch is resampled (logged); a multi-channel file for a mono model is refused
+    unless `stereo` is 'mixdown' or 'per_channel' (`to_batch`). NaN/inf samples are refused by
+    `io.read_audio`.
+    """
+    rate = int(spec.sample_rate)
+    info = io.audio_info(path)
+    if info.sample_rate != rate:
+        log.info("%s is at %d Hz and the model at %d Hz: the model restores its band at %d Hz, and the "
+                 "output is composed at %d Hz", path, info.sample_rate, rate, rate, info.sample_rate)
+    at_file_rate = to_batch(io.read_audio(path, sample_rate=info.sample_rate, channels=None), stereo, spec, path)
+    at_model_rate = np.stack([io.resample(b, info.sample_rate, rate, name=path) for b in at_file_rate])
+    return at_model_rate, at_file_rate, info.sample_rate
 
 
 def to_file_layout(x: np.ndarray, stereo: str, spec) -> np.ndarray:
@@ -162,6 +177,20 @@ def to_file_layout(x: np.ndarray, stereo: str, spec) -> np.ndarray:
     if x.shape[0] > 1 and stereo == "per_channel" and int(spec.shape[1]) == 1:
         return np.transpose(x[:, :, 0])
     return x[0]
+
+
+def to_rate(x: np.ndarray, sr_in: int, sr_out: int, length: int) -> np.ndarray:
+    """A batch `[B, L, C]` resampled to `sr_out` and cut or edge-padded to `length` samples."""
+    out = np.stack([io.resample(b, sr_in, sr_out, name="output") for b in np.asarray(x, np.float32)])
+    out = out[:, :length]
+    return np.pad(out, ((0, 0), (0, length - out.shape[1]), (0, 0)), mode="edge")
+
+
+def output_subtype(input: str, out: str):
+    """The input's sample format (soundfile subtype) where `out`'s format takes it, else None (the
+    format's default): a 24-bit or float input is not written back at 16 bits."""
+    subtype = soundfile.info(input).subtype
+    return subtype if soundfile.check_format(os.path.splitext(out)[1][1:].upper(), subtype) else None
 
 
 def output_paths(out: str, *, simulate: bool) -> dict[str, str]:
@@ -203,11 +232,47 @@ def plot_spectrograms(path: str, before: np.ndarray, after: np.ndarray, sample_r
 # --------------------------------------------------------------------------------------
 
 
+def chunk_bar(desc: str, *, on_done=None):
+    """A tqdm bar fed by `restore_audio`'s `progress(done, total)` (one step per chunk); `on_done()`
+    runs when the last chunk is done."""
+    bar = tqdm.tqdm(desc=desc, unit="chunk", leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            if on_done is not None:
+                on_done()
+
+    return update
+
+
+def keeps_input_band(config, task: str) -> bool:
+    """`config.high_band`: 'auto' (the task's `keeps_input_band`), 'input' or 'none'."""
+    return TASKS.meta(task)["keeps_input_band"] if config.high_band == "auto" else config.high_band == "input"
+
+
+def simulation_metrics(clean: np.ndarray, degraded: np.ndarray, restored: np.ndarray) -> dict:
+    """SI-SDR (dB) and LSD of the degraded input and of the output against the clean input, at the
+    file's rate (means over the batch)."""
+    clean, before, after = (jnp.asarray(a, jnp.float32) for a in (clean, degraded, restored))
+    values = {"si_sdr_in": metrics.si_sdr(clean, before), "si_sdr_out": metrics.si_sdr(clean, after),
+              "lsd_in": metrics.lsd(clean, before), "lsd_out": metrics.lsd(clean, after)}
+    return {k: round(float(jnp.mean(v)), 3) for k, v in values.items()}
+
+
 def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool = False) -> dict:
     """Restores the file `input` into `out` (+ a spectrogram PNG) with a loaded model (a waveform
     model, or a latent one: see `require_restorable_model`); returns the run's info. A method the
     operator cannot serve (for a latent model: one that needs a projection in its space) is refused
-    before anything is written, naming the methods that work."""
+    before anything is written, naming the methods that work.
+
+    The model restores at its rate; the output is composed at the file's (`fullband.compose`): the
+    samples the degradation left intact are the input's, and above the model's band the input's
+    band is kept where the task allows (`info['band']` says which). With `task.simulate` the clean
+    input is degraded at both rates (the model's, to restore; the file's, to compose and to write
+    `<out stem>.degraded.wav`), and `info['metrics']` holds SI-SDR and LSD before and after."""
     check_config(config)
     model = loaded.model
     require_restorable_model(loaded.config, model)
@@ -221,32 +286,50 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
     paths = output_paths(out, simulate=simulate)
     files.guard_all(paths.values(), inputs=[input], overwrite=overwrite)  # before any work
     spec, sample_rate = model.spec, int(model.spec.sample_rate)
-    x, file_rate = read_input(input, spec, config.stereo)
+    x, x_file, file_rate = read_input(input, spec, config.stereo)
+    given = {"reference": x} if simulate else {"degraded": x}
+    op = task_operator(task, sample_rate, **given, **params)
+    given_file = {"reference": x_file} if simulate else {"degraded": x_file}
+    op_file = op if file_rate == sample_rate else task_operator(task, file_rate, **given_file, **params)
+    check_restorable(model, op, method, options, x.shape[1])
     x = jnp.asarray(x)
     if simulate:
-        op = task_operator(task, sample_rate, reference=np.asarray(x), **params)
-    else:
-        op = task_operator(task, sample_rate, degraded=np.asarray(x), **params)
-    check_restorable(model, op, method, options, x.shape[1])
-    if simulate:
-        y = op.measure(x, jax.random.PRNGKey(config.seed + 1))
-        degraded = np.clip(to_file_layout(np.asarray(degraded_view(op, y, x.shape)), config.stereo, spec), -1, 1)
-        io.write_audio(files.guarded_path(paths["degraded"], inputs=[input], overwrite=overwrite), degraded,
-                       sample_rate=sample_rate, overwrite=overwrite)
+        key = jax.random.PRNGKey(config.seed + 1)
+        y = op.measure(x, key)
+        y_file = y if op_file is op else op_file.measure(jnp.asarray(x_file), key)
+        degraded = np.asarray(degraded_view(op_file, y_file, x_file.shape))
+        io.write_audio(files.guarded_path(paths["degraded"], inputs=[input], overwrite=overwrite),
+                       np.clip(to_file_layout(degraded, config.stereo, spec), -1, 1), sample_rate=file_rate,
+                       overwrite=overwrite, subtype=output_subtype(input, paths["degraded"]))
         log.info("simulated %s on %s; the degraded input is %s", task, input, paths["degraded"])
     else:
-        y = x
+        y, y_file, degraded = x, x_file, x_file
     restored, info = restore_audio(model, loaded.model.denoiser(loaded.params), op, y, method=method,
                                    sampler=config.sampler, nfe=int(config.nfe), grid=config.grid, seed=config.seed,
                                    length=x.shape[1], overlap_seconds=config.overlap_seconds,
-                                   chunks_per_call=config.chunks_per_call, **options)
-    result = io.resample(to_file_layout(np.asarray(restored), config.stereo, spec), sample_rate, file_rate,
-                         name="output")
-    io.write_audio(files.guarded_path(out, inputs=[input], overwrite=overwrite), result, sample_rate=file_rate,
-                   overwrite=overwrite)
+                                   chunks_per_call=config.chunks_per_call,
+                                   progress=chunk_bar(f"restoring {os.path.basename(input)}"), **options)
+    band = fullband.crossover(model_rate=sample_rate, sample_rate=file_rate)
+    keep = keeps_input_band(config, task)
+    intact = np.asarray(op_file.intact(np.asarray(y_file), x_file.shape))
+    restored_file = to_rate(np.asarray(restored), sample_rate, file_rate, x_file.shape[1])
+    composed = np.stack([fullband.compose(r, d, m, sample_rate=file_rate, band=band, keep_input_band=keep)
+                         for r, d, m in zip(restored_file, degraded, intact)])
+    io.write_audio(files.guarded_path(out, inputs=[input], overwrite=overwrite),
+                   to_file_layout(composed, config.stereo, spec), sample_rate=file_rate, overwrite=overwrite,
+                   subtype=output_subtype(input, out))
     plot_spectrograms(files.guarded_path(paths["png"], inputs=[input], overwrite=overwrite),
-                      np.asarray(degraded_view(op, y, x.shape))[0, :, 0], np.asarray(restored)[0, :, 0], sample_rate)
-    info.update(out=out, png=paths["png"], task=task, method=method, sampler=config.sampler)
+                      degraded[0, :, 0], composed[0, :, 0], file_rate)
+    info.update(out=out, png=paths["png"], task=task, method=method, sampler=config.sampler,
+                sample_rate=file_rate, model_rate=sample_rate, intact_fraction=round(float(np.mean(intact)), 4),
+                band=fullband.band_description(band, model_rate=sample_rate, sample_rate=file_rate,
+                                               keep_input_band=keep))
+    log.info("band: %s; %.1f %% of the samples kept as they were", info["band"], 100 * info["intact_fraction"])
+    if simulate:
+        info["metrics"] = simulation_metrics(x_file, degraded, composed)
+        log.info("against the clean input at %d Hz: SI-SDR %.2f -> %.2f dB, LSD %.3f -> %.3f", file_rate,
+                 info["metrics"]["si_sdr_in"], info["metrics"]["si_sdr_out"], info["metrics"]["lsd_in"],
+                 info["metrics"]["lsd_out"])
     log.info("wrote %s and %s (%s mode, NFE %d, %.2f s per second of audio)", out, paths["png"], info["mode"],
              info["nfe"], info["seconds_per_audio_second"])
     return info
@@ -289,9 +372,11 @@ def evaluate_with(loaded, config, *, reference_dir: str, table: str, overwrite: 
     files.guard_all(paths.values(), inputs=[reference_dir], overwrite=overwrite)
     length = max([eval_length(t, model) for t in tasks], default=context_length(model))
     clean = load_references(reference_dir, model.spec, max_clips=int(config.evaluation.max_clips), length=length)
-    rows = evaluation.evaluate(model, model.denoiser(loaded.params), clean, tasks=tasks, methods=methods,
-                               sampler=config.sampler, nfe=int(config.nfe), seed=config.seed,
-                               options={m: model_options(config, m, model) for m in methods})
+    with tqdm.tqdm(total=len(tasks) * len(methods), desc=f"restoring {clean.shape[0]} clips", unit="row") as rows_bar:
+        rows = evaluation.evaluate(model, model.denoiser(loaded.params), clean, tasks=tasks, methods=methods,
+                                   sampler=config.sampler, nfe=int(config.nfe), seed=config.seed,
+                                   options={m: model_options(config, m, model) for m in methods},
+                                   progress=lambda label: chunk_bar(label, on_done=lambda: rows_bar.update(1)))
     text = evaluation.markdown_table(rows)
     print(text)
     with open(files.guarded_path(paths["table"], inputs=[reference_dir], overwrite=overwrite), "w") as f:

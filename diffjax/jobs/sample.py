@@ -1,5 +1,7 @@
 """The job behind experiments/sample.py: load a workdir, generate (unconditionally, under conditions, by
-trained inpainting, or long-form by continuation), write wavs, a PNG and a JSON.
+trained inpainting, or long-form by continuation), write wavs, spectrogram PNGs (one per clip and a
+grid), a JSON and a listening page (`index.html`: a player and a spectrogram per clip, the settings
+and the command). No output file is replaced unless `overwrite`.
 
 Autoguidance (EDM2; `guidance.autoguidance`): `guide_workdir` (+ `guide_step`, `guide_ema`) is a
 weaker model of the same data, loaded by the same `load`; `guidance` is the weight w. It replaces
@@ -18,12 +20,15 @@ import jax
 import numpy as np
 
 from diffjax.audio import io as audio_io
-from diffjax.audio.plots import spectrogram_grid
-from diffjax.jobs.conditions import (fit_window, inpaint_condition, parse_scales, read_clip, request_conditions,
+from diffjax.audio.plots import write_spectrograms
+from diffjax.jobs import files
+from diffjax.jobs.conditions import (inpaint_condition, parse_scales, read_clip, request_conditions,
                                      require, resolve_label)
 from diffjax.jobs.generation import AutoGuide, generate, load_autoguide
 from diffjax.jobs import phema as phema_job
+from diffjax.jobs import sdedit as sdedit_job
 from diffjax.jobs.longform import generate_long
+from diffjax.jobs.page import PAGE_NAME, PageClip, spectrogram_name, write_clip_spectrograms, write_listening_page
 from diffjax.jobs.workdir import load, write_json_atomically
 
 log = logging.getLogger("diffjax")
@@ -45,8 +50,8 @@ class SampleRequest:
     negative_prompt: Optional[str] = None
     notes: Optional[str] = None  # a MIDI file
     seconds: Optional[float] = None  # length of the output (timing condition; > window: long-form)
-    init: Optional[str] = None  # SDEdit input wav, or the clip to inpaint (with mask_start/mask_end)
-    strength: float = 0.5
+    init: Optional[str] = None  # SDEdit input (all of it: jobs/sdedit.py), or the clip to inpaint (with mask_start/mask_end)
+    strength: float = 0.5  # SDEdit: start noise level / sigma_data (noise-to-signal ratio; 0.5: SNR 6 dB)
     mask_start: Optional[float] = None  # seconds: inpaint [mask_start, mask_end) of init
     mask_end: Optional[float] = None
     continue_from: Optional[str] = None  # a wav to continue, up to `seconds` in all
@@ -59,6 +64,8 @@ class SampleRequest:
     guide_ema: Optional[int] = None  # its EMA index (default: ema_index; -1: raw weights)
     guidance: Optional[float] = None  # autoguidance weight w (1: the main model alone)
     out: Optional[str] = None
+    overwrite: bool = False  # replace existing outputs in `out`
+    command: Optional[str] = None  # the command line, shown on the listening page
 
 
 def _check_request(request: SampleRequest, window_seconds: float) -> None:
@@ -101,10 +108,6 @@ def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, samp
               autoguide: Optional[AutoGuide]) -> tuple[np.ndarray, int, int]:
     """`(audio [N, L, C], nfe, num_steps)` for one window per seed, in chunks of `request.batch`."""
     model, config = loaded.model, loaded.config
-    init = None
-    if request.init is not None and request.mask_start is None:
-        init = np.broadcast_to(fit_window(read_clip(request.init, model.spec), model.spec.shape[0]),
-                               (request.num,) + model.spec.shape)
     batch = request.batch or request.num
     pieces = []
     for start in range(0, request.num, batch):
@@ -114,7 +117,7 @@ def _generate(request: SampleRequest, loaded, cond, negative, scale, seeds, samp
             grid=request.grid, nfe=request.nfe, cond=None if cond is None else jax.tree.map(lambda a: a[rows], cond),
             cfg_scale=scale if cond is not None else None,
             negative=None if negative is None else jax.tree.map(lambda a: a[rows], negative),
-            init=None if init is None else init[rows], strength=request.strength, autoguide=autoguide))
+            autoguide=autoguide))
     return np.concatenate([p.audio for p in pieces]), pieces[0].nfe, pieces[0].num_steps
 
 
@@ -142,6 +145,9 @@ def run_sample_request(request: SampleRequest) -> dict:
     if autoguide is not None:  # autoguidance replaces CFG (the config's default scale included)
         scale = None
     seeds = np.arange(request.seed, request.seed + request.num)
+    if request.out is not None:  # refuse before the work; the default folder is known after it (its NFE)
+        _guard_outputs(request, request.out, seeds, model.spec.is_audio)
+    sdedit, edit_info = request.init is not None and request.mask_start is None, {}
     tic = time.time()
     if long_form:
         prefix = None if request.continue_from is None else np.repeat(
@@ -151,12 +157,18 @@ def run_sample_request(request: SampleRequest) -> dict:
                               prefix=prefix, sampler=sampler, grid=request.grid, nfe=request.nfe,
                               cfg_scale=scale if cond else None, negative=negative, autoguide=autoguide)
         audio, nfe, num_steps = piece.audio, piece.nfe, None
+    elif sdedit:  # the whole input, every channel (jobs/sdedit.py)
+        audio, edit_info = sdedit_job.edit_file(request, loaded, sampler=sampler, seeds=seeds.tolist(), cond=cond,
+                                                cfg_scale=scale, negative=negative, autoguide=autoguide)
+        nfe, num_steps = edit_info.pop("nfe"), edit_info.pop("num_steps")
     else:
         audio, nfe, num_steps = _generate(request, loaded, cond, negative, scale, seeds, sampler, autoguide)
         if request.seconds is not None and model.spec.is_audio:
             audio = audio[:, :int(round(request.seconds * model.spec.sample_rate))]
     wall = time.time() - tic
-    out_dir = request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{nfe}")
+    out_dir = (sdedit_job.output_dir(request, sampler, nfe) if sdedit
+               else request.out or os.path.join(request.workdir, "samples", f"{sampler}_nfe{nfe}"))
+    _guard_outputs(request, out_dir, seeds, model.spec.is_audio)
     os.makedirs(out_dir, exist_ok=True)
     summary = {"workdir": request.workdir, "checkpoint_step": int(loaded.step), "sigma_rel": request.sigma_rel,
                "sampler": sampler,
@@ -167,21 +179,44 @@ def run_sample_request(request: SampleRequest) -> dict:
                **{k: getattr(request, k) for k in ("prompt", "negative_prompt", "notes", "seconds", "init",
                                                    "mask_start", "mask_end", "continue_from")},
                "strength": request.strength if request.init and request.mask_start is None else None,
-               "wall_seconds": wall}
+               "wall_seconds": wall, **edit_info}
     if model.spec.is_audio:
-        _write_audio(out_dir, audio, seeds, model.spec.sample_rate)
         seconds = audio.shape[0] * audio.shape[1] / model.spec.sample_rate
         summary["real_time_factor"] = wall / seconds  # < 1: faster than real time
+        clips = _write_audio(out_dir, audio, seeds, model.spec.sample_rate, overwrite=request.overwrite)
     else:
         np.save(os.path.join(out_dir, "samples.npy"), audio)
     write_json_atomically(os.path.join(out_dir, "samples.json"), summary)
+    if model.spec.is_audio:
+        write_listening_page(out_dir, clips, title=f"Samples from {request.workdir}", command=request.command,
+                             metrics=[{"setting": k, "value": v} for k, v in summary.items() if v is not None],
+                             overwrite=request.overwrite)
     log.info("wrote %d samples to %s", len(seeds), out_dir)
     return summary
 
 
-def _write_audio(out_dir: str, audio: np.ndarray, seeds, sample_rate: int) -> None:
-    for seed, wave in zip(seeds, audio):
-        audio_io.write_audio(os.path.join(out_dir, f"seed{seed:06d}.wav"), np.clip(wave, -1, 1),
-                             sample_rate=sample_rate, overwrite=True)
-    spectrogram_grid(list(audio[:16]), sample_rate, os.path.join(out_dir, "spectrograms.png"),
-                     titles=[f"seed {s}" for s in seeds[:16]])
+def _wav_name(seed: int) -> str:
+    return f"seed{seed:06d}.wav"
+
+
+def _guard_outputs(request: SampleRequest, out_dir: str, seeds, is_audio: bool) -> None:
+    """Refuses, before anything is written, an output that exists (unless `overwrite`) or is an input."""
+    wavs = [_wav_name(s) for s in seeds]
+    names = (wavs + [spectrogram_name(w) for w in wavs] + ["spectrograms.png", PAGE_NAME] if is_audio
+             else ["samples.npy"]) + ["samples.json"]
+    files.guard_all([os.path.join(out_dir, n) for n in names], overwrite=request.overwrite,
+                    inputs=[request.init, request.continue_from, request.notes])
+
+
+def _write_audio(out_dir: str, audio: np.ndarray, seeds, sample_rate: int, *, overwrite: bool) -> list[PageClip]:
+    """Writes a wav and a spectrogram PNG per clip `[L, C]` and a grid of the first 16; returns the
+    listening page's clips."""
+    wavs = [_wav_name(s) for s in seeds]
+    for name, wave in zip(wavs, audio):
+        audio_io.write_audio(os.path.join(out_dir, name), np.clip(wave, -1, 1), sample_rate=sample_rate,
+                             overwrite=overwrite)
+    pngs = write_clip_spectrograms(out_dir, list(zip(wavs, audio)), sample_rate, overwrite=overwrite)
+    write_spectrograms(os.path.join(out_dir, "spectrograms.png"),
+                       [(f"seed {s}", wave) for s, wave in zip(seeds[:16], audio[:16])], sample_rate,
+                       columns=min(4, len(seeds)))
+    return [PageClip(f"seed {s}", wav, png) for s, wav, png in zip(seeds, wavs, pngs)]

@@ -32,6 +32,7 @@ import tqdm
 from diffjax import audio, distillation, losses, sampling, toy  # noqa: F401  (audio, toy: register datasets)
 from diffjax import data as data_lib
 from diffjax.jobs import autoencoder as autoencoder_job
+from diffjax.jobs import defaults
 from diffjax.jobs import latents, phema as phema_job, train_eval
 from diffjax.jobs.workdir import (checkpoint_dir, is_autoencoder, load, load_config, model_for, save_config,
                                   save_spec)
@@ -302,6 +303,7 @@ def autoencoder_method(config, model, dataset, workdir: str) -> Method:
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming if possible), then evaluates; returns final metrics."""
     job_start = time.time()
+    config = defaults.resolve_decay_steps(config)  # None: the steps after warmup
     train = config.training
     budget_s = 60.0 * float(train.get("max_minutes", 0) or 0)
     k = int(train.get("steps_per_dispatch", 1))
@@ -314,6 +316,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                       dataset=dataset)
     check_unchanged(workdir, config)
     method = (autoencoder_method if is_autoencoder(config) else diffusion_method)(config, model, dataset, workdir)
+    if not is_autoencoder(config):
+        defaults.check_sigma_data(config, model, method.dataset)  # warns when the config's is > 25 % off
     if jax.process_index() == 0:
         save_config(workdir, config)
         save_spec(workdir, model.spec)

@@ -9,7 +9,7 @@ import numpy as np
 
 from diffjax import toy
 from diffjax.audio import io as audio_io
-from diffjax.audio.plots import spectrogram_grid
+from diffjax.audio.plots import spectrogram_grid, write_spectrograms
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder
 from diffjax.evaluation.musicality import pitch_confidence, spectral_flatness
 from diffjax.jobs.generation import generate
@@ -44,6 +44,26 @@ def evaluate_closed_form(config, model, params, mixture, workdir: str) -> dict:
     return results
 
 
+def distinct_examples(dataset, num: int, *, seed: int = 0, pool: int = 4) -> np.ndarray:
+    """`num` crops `[num, L, C]` from as many distinct items (files, clips) as the data hold.
+
+    The eval split first, then the training split (a small folder's eval split may be one file);
+    `pool * num` crops are drawn from each, items are told apart by `batch["index"]`, and second
+    crops of an item fill in only when there are fewer than `num` items.
+    """
+    chosen, spare = [], []
+    for name, split in (("eval", dataset.eval), ("train", dataset)):
+        batch = split.batch(0, num * pool, seed=seed)
+        index = batch.get("index", np.arange(len(batch["x"])))
+        seen = set()
+        for i, x in zip(np.asarray(index).tolist(), np.asarray(batch["x"])):
+            (spare if (name, i) in seen else chosen).append(x)
+            seen.add((name, i))
+        if len(chosen) >= num:
+            break
+    return np.stack((chosen + spare)[:num])
+
+
 def evaluate_audio(config, model, params, dataset, workdir: str, step: int = 0) -> dict:
     """Writes generated wavs and a spectrogram grid (real vs generated) and measures the samples."""
     num, rate = config.evaluation.num_samples, model.spec.sample_rate
@@ -55,9 +75,11 @@ def evaluate_audio(config, model, params, dataset, workdir: str, step: int = 0) 
     for i, wave in enumerate(out.audio):
         audio_io.write_audio(os.path.join(sample_dir, f"step{step}_seed{i}.wav"), np.clip(wave, -1, 1),
                              sample_rate=rate, overwrite=True)
-    shown = min(num, 4)
-    spectrogram_grid(list(real[:shown]) + list(out.audio[:shown]), rate, os.path.join(workdir, "spectrograms.png"),
-                     titles=[f"data {i}" for i in range(shown)] + [f"sample {i}" for i in range(shown)])
+    shown = min(num, 4)  # a row of data from distinct files above a row of samples
+    shown_data = distinct_examples(dataset, shown)
+    write_spectrograms(os.path.join(workdir, "spectrograms.png"),
+                       [(f"data {i}", x) for i, x in enumerate(shown_data)]
+                       + [(f"sample {i}", x) for i, x in enumerate(out.audio[:shown])], rate, columns=shown)
     sets = {"samples": out.audio, "data": real, "noise": noise}
     results = {"spectral_flatness": {k: spectral_flatness(v) for k, v in sets.items()},
                "pitch_confidence": {k: pitch_confidence(v, rate) for k, v in sets.items()},

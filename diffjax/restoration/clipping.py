@@ -78,6 +78,13 @@ class HardClip(AbstractOperator):
     def support(self, y):
         return y
 
+    def intact(self, y, x_shape):
+        """The unclipped samples, `|y| < t` (all damaged under measurement noise)."""
+        if self.noise_sigma > 0:
+            return np.zeros(tuple(x_shape), bool)
+        t = np.asarray(expand_batch(self.threshold, y))
+        return np.abs(np.asarray(y)) < t * (1 - self.tolerance)
+
     def clipped_fraction(self, y: Array) -> Array:
         t = expand_batch(self.threshold, y)
         return jnp.mean(jnp.abs(y) >= t * (1 - self.tolerance))

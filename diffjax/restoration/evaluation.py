@@ -21,7 +21,7 @@ METRICS = ("si_sdr", "snr", "lsd", "mrstft")
 
 
 def evaluate(model, denoiser, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), methods=("dps",),
-             sampler: str = "heun", nfe: int = 49, seed: int = 0, options=None) -> list[dict]:
+             sampler: str = "heun", nfe: int = 49, seed: int = 0, options=None, progress=None) -> list[dict]:
     """One row per (task, method): metrics of the degraded input and of the output (means over clips).
 
     `denoiser` is the model's (`model.denoiser(params)`); `model` supplies the process, `spec` and
@@ -29,7 +29,8 @@ def evaluate(model, denoiser, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), met
     so it must be as long as the longest (1 s for `dereverb_0.5s`). `options`: method -> its options
     (`methods.method_options`). A method whose requirements the operator (as the model sees it,
     `operators.in_model_space`) lacks is skipped, and so is a task longer than a model in a codec's
-    space restores (`tasks.restorable_length`)."""
+    space restores (`tasks.restorable_length`). `progress(label)`, where given, returns the
+    `(done, total)` callback of one row's restoration (`restore_audio`'s `progress`)."""
     sample_rate, rows = int(model.spec.sample_rate), []
     longest = restorable_length(model)
     for task_name in tasks:
@@ -55,6 +56,7 @@ def evaluate(model, denoiser, clean: np.ndarray, *, tasks=tuple(EVAL_TASKS), met
                 log.info("skipping %s on %s: the operator lacks %s", method, task_name, unmet)
                 continue
             out, info = restore_audio(model, denoiser, op, y, method=method, sampler=sampler, nfe=nfe, seed=seed,
+                                      progress=None if progress is None else progress(f"{task_name} {method}"),
                                       **method_options)
             after = metrics.reference_metrics(task_clean, out)
             row = {"task": task_name, "method": method, "sampler": sampler, "nfe": info["nfe"],

@@ -1,11 +1,22 @@
-"""Long-form restoration: overlapping chunks of the model's length, each pinned to the previous one.
+"""Long-form restoration: overlapping chunks of the model's length, joined by a crossfade.
 
 Chunk k covers `[k hop, k hop + chunk_length)`, `hop = chunk_length - overlap` (the last chunk is
-aligned to the end). Its first `overlap` samples are already restored by chunk k - 1; they are
-held to those values by replacement at every level (the `anchor` every method accepts), so the
-sampler continues the previous chunk instead of meeting it (Moliner & Välimäki 2023, "unlimited
-length" inpainting; CQTdiff's chunked bandwidth extension). At level 0 the overlap equals the
-previous output exactly, so the chunks join without a seam and no crossfade is needed.
+aligned to the end). It shares `shared >= overlap` samples with what is already restored. The
+first `shared - fade` of them are held to the restored values by replacement at every level (the
+`anchor` every method accepts), so the sampler continues the previous chunk instead of meeting it
+(Moliner & Välimäki 2023, "unlimited length" inpainting; CQTdiff's chunked bandwidth extension).
+The last `fade = ceil(overlap / 2)` shared samples are free in chunk k and crossfaded from the
+previous output to chunk k by a raised cosine (`crossfade_ramp`, a partition of unity).
+
+Why both: anchoring alone left a click where the pinned samples end (at the end of chunk k - 1:
+0.25, 0.40, ... s for 0.25 s chunks and 0.1 s overlap, issue 21): the pinned values are chunk
+k - 1's last samples, where its own edge (e.g. a circular filter's wrap-around) is least
+consistent, and the free sample beside them is chunk k's, which need not agree. The crossfade
+gives chunk k - 1's edge a vanishing weight and chunk k's pin boundary a vanishing weight, so the
+output's jump at a boundary is bounded by the chunks' own jumps plus `max|a - b| pi / (2 (fade + 1))`.
+
+The initial noise is drawn once for the whole signal (the key single mode uses) and cut to each
+chunk, so a denoiser that acts sample by sample restores chunked exactly as in one pass (tested).
 
 Time-invariant operators (filters, clipping, noise) act on each chunk as they are; masks are cut to
 the chunk. All chunks have one shape, so the restoration compiles once.
@@ -97,6 +108,19 @@ def _chunk_operator(operator, x_shape, start: int, stop: int):
     return CoordinateMask(mask=mask[start:stop], noise_sigma=operator.noise_sigma)
 
 
+def crossfade_ramp(fade: int) -> np.ndarray:
+    """`[fade]` weights of the incoming chunk over a crossfade: `w_i = sin^2(pi/2 (i + 1) / (fade + 1))`,
+    strictly between 0 and 1 and rising; the outgoing chunk gets `1 - w_i`, so the two sum to 1.
+    Each step of `w` is at most `pi / (2 (fade + 1))`."""
+    return np.sin(0.5 * np.pi * (np.arange(fade) + 1.0) / (fade + 1.0)) ** 2
+
+
+def fade_length(overlap: int) -> int:
+    """Samples of the crossfade between chunks sharing `overlap` samples: the second half (the first
+    half is anchored)."""
+    return (overlap + 1) // 2
+
+
 def restore_long(method: str, denoiser, operator, y: Array, *, length: int, chunk_length: int,
                  overlap: int, sigmas: Array, key: Array, channels: int | None = None,
                  progress=None, **options) -> Array:
@@ -130,10 +154,11 @@ def restore_long(method: str, denoiser, operator, y: Array, *, length: int, chun
             raise ValueError(f"chunk boundaries must fall on measurement samples (ratio {ratio:g}); "
                              "choose chunk_length and overlap as multiples of the decimation factor")
 
+    total = max(length, chunk_length)
+    noise = sigmas[0] * jax.random.normal(jax.random.fold_in(key, 1 << 20), (batch, total, channels), y.dtype)
+
     @jax.jit
-    def run(op, y_chunk, anchor_values, anchor_mask, chunk_key):
-        x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(chunk_key, 1 << 20),
-                                               (batch, chunk_length, channels), y.dtype)
+    def run(op, y_chunk, x_init, anchor_values, anchor_mask, chunk_key):
         return restore(denoiser, op, y_chunk, x_init, sigmas, key=chunk_key,
                        anchor=(anchor_values, anchor_mask), **options)
 
@@ -143,9 +168,15 @@ def restore_long(method: str, denoiser, operator, y: Array, *, length: int, chun
         stop = start + chunk_length
         op = _chunk_operator(operator, x_shape, start, stop)
         y_chunk = y[:, int(start * ratio):int(stop * ratio)]
-        pinned = max(done_until - start, 0)
-        mask = (np.arange(chunk_length) < pinned).astype(np.float32)[None, :, None]
-        chunk = run(op, y_chunk, out[:, start:stop], jnp.asarray(mask), jax.random.fold_in(key, k))
+        shared = max(done_until - start, 0)
+        fade = min(fade_length(overlap), shared)
+        mask = (np.arange(chunk_length) < shared - fade).astype(np.float32)[None, :, None]
+        chunk = run(op, y_chunk, noise[:, start:stop], out[:, start:stop], jnp.asarray(mask),
+                    jax.random.fold_in(key, k))
+        if fade:
+            w = jnp.asarray(crossfade_ramp(fade), y.dtype)[None, :, None]
+            head = slice(shared - fade, shared)
+            chunk = chunk.at[:, head].set((1 - w) * out[:, start + shared - fade:start + shared] + w * chunk[:, head])
         out = out.at[:, start:stop].set(chunk)
         done_until = stop
         if progress is not None:

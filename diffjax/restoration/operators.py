@@ -152,6 +152,11 @@ class AbstractOperator(abc.ABC):
     def support(self, y: Array) -> Array:
         """`y` restricted to its measured entries."""
 
+    def intact(self, y: Array, x_shape: tuple) -> np.ndarray:
+        """`[B, L, C]` True where `y` holds the sample of x undamaged (`fullband.compose` keeps
+        those of the input). None here: every sample is damaged (filters, reverb, noise)."""
+        return np.zeros(tuple(x_shape), bool)
+
     def measure(self, x: Array, key: Array) -> Array:
         """`y = A(x) + noise_sigma * n`, `n ~ N(0, I)` on the measured entries."""
         y = self.apply(x)
@@ -210,6 +215,12 @@ class AbstractMask(AbstractLinearOperator):
 
     def support(self, y):
         return self._mask(y) * y
+
+    def intact(self, y, x_shape):
+        """The observed samples (all damaged under measurement noise)."""
+        if self.noise_sigma > 0:
+            return np.zeros(tuple(x_shape), bool)
+        return np.broadcast_to(np.asarray(self.mask_for(x_shape)) > 0, tuple(x_shape))
 
     def svd(self, x_shape):
         identity = lambda a: a  # noqa: E731
@@ -357,6 +368,12 @@ class Identity(AbstractLinearOperator):
 
     def support(self, y):
         return y
+
+    def intact(self, y, x_shape):
+        """The observed samples (all damaged under measurement noise)."""
+        if self.noise_sigma > 0:
+            return np.zeros(tuple(x_shape), bool)
+        return np.broadcast_to(np.asarray(self.mask_for(x_shape)) > 0, tuple(x_shape))
 
     def svd(self, x_shape):
         identity = lambda a: a  # noqa: E731

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -32,16 +32,21 @@ log = logging.getLogger("diffjax")
 TASKS = Registry("restoration task", required_meta=("operator", "calibrated", "needs_simulation"))
 
 
-def register_task(name: str, *, operator: str, calibrated: tuple[str, ...] = (), needs_simulation: bool = False):
+def register_task(name: str, *, operator: str, calibrated: tuple[str, ...] = (), needs_simulation: bool = False,
+                  keeps_input_band: bool = False):
     """Registers the builder of task `name`.
 
     Args:
       operator: the operator the task makes by default (`OPERATORS`).
       calibrated: keys that need the clean `reference` (the input is then degraded first).
       needs_simulation: the task restores only a signal it degraded itself (decimation).
+      keeps_input_band: a model at a lower rate than the file restores its band, and the input's
+        band above it is kept in the degraded stretches too (`fullband.compose`); False where that
+        band is damaged (noise, reverb) or absent (a gap). Intact samples are kept either way.
     The builder is `f(*, sample_rate, noise_sigma, reference, degraded, **task_keys) -> operator`.
     """
-    return TASKS.register(name, operator=operator, calibrated=tuple(calibrated), needs_simulation=needs_simulation)
+    return TASKS.register(name, operator=operator, calibrated=tuple(calibrated), needs_simulation=needs_simulation,
+                          keeps_input_band=keeps_input_band)
 
 
 # --------------------------------------------------------------------------------------
@@ -76,7 +81,7 @@ def _clipping(name: str, *, noise_sigma, reference, degraded, clip_sdr, clip_thr
     return get_operator(name, threshold=peak, noise_sigma=noise_sigma)
 
 
-@register_task("declip", operator="hard_clip", calibrated=("clip_sdr",))
+@register_task("declip", operator="hard_clip", calibrated=("clip_sdr",), keeps_input_band=True)
 def declip(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, clip_sdr: Optional[float] = None,
            clip_threshold: Optional[float] = None):
     """Hard clipping (threshold from `clip_threshold`, `clip_sdr` or the input's peak)."""
@@ -84,7 +89,7 @@ def declip(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, clip_
                      clip_sdr=clip_sdr, clip_threshold=clip_threshold)
 
 
-@register_task("softclip", operator="soft_clip", calibrated=("clip_sdr",))
+@register_task("softclip", operator="soft_clip", calibrated=("clip_sdr",), keeps_input_band=True)
 def softclip(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, clip_sdr: Optional[float] = None,
              clip_threshold: Optional[float] = None):
     """tanh saturation (threshold as for `declip`)."""
@@ -92,7 +97,7 @@ def softclip(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, cli
                      clip_sdr=clip_sdr, clip_threshold=clip_threshold)
 
 
-@register_task("bwe", operator="butterworth")
+@register_task("bwe", operator="butterworth", keeps_input_band=True)
 def bwe(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, cutoff: float = 4000.0,
         filter: str = "butterworth"):
     """Bandwidth extension: a low-pass `filter` (butterworth | chebyshev | fir | brickwall |
@@ -100,7 +105,7 @@ def bwe(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, cutoff: 
     return get_operator(filter, cutoff=float(cutoff), sample_rate=sample_rate, noise_sigma=noise_sigma)
 
 
-@register_task("upsample", operator="decimate", needs_simulation=True)
+@register_task("upsample", operator="decimate", needs_simulation=True, keeps_input_band=True)
 def upsample(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, factor: int = 2):
     """Upsampling of a signal decimated by `factor`."""
     return get_operator("decimate", factor=int(factor), noise_sigma=noise_sigma)
@@ -238,7 +243,7 @@ def check_restorable(model, operator, method: str, options: Mapping[str, Any], l
 def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps", sampler: str = "heun",
                   nfe: int = 49, grid: str = "karras", seed: int = 0, length: Optional[int] = None,
                   overlap_seconds: float = 0.1, chunks_per_call: Optional[int] = None,
-                  **options) -> tuple[jax.Array, dict]:
+                  progress: Optional[Callable[[int, int], None]] = None, **options) -> tuple[jax.Array, dict]:
     """Restores `x` `[B, length, C]` from `y` with `denoiser` (`model.denoiser(params)`); `model`
     supplies the process, the context (`model.spec`) and the codec. A model in a codec's space
     (a latent model) samples z in `model.latent_shape` against `A(decode(z))` and returns
@@ -249,7 +254,8 @@ def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps
     cannot spend exactly is an error naming the nearest valid ones (`sampling.steps_for_nfe`).
     Returns `(x, info)` with NFE, seconds and the `restoration_mode` used. `chunks_per_call` bounds
     the memory of windowed mode (`longform.windowed_denoiser`; 10 s of DPS: peak RSS 3.0 -> 2.0 GB
-    with 8, 47 % slower).
+    with 8, 47 % slower). `progress(done, total)` is called after each chunk (chunked mode) or
+    once (other modes).
     """
     length = y.shape[1] if length is None else length
     context, sample_rate = context_length(model), int(model.spec.sample_rate)
@@ -269,7 +275,7 @@ def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps
                      gap / sample_rate, context / sample_rate)
         x = restore_long(method, denoiser, operator, y, length=length, chunk_length=context,
                          overlap=overlap if length > context else 0, sigmas=sigmas, key=key,
-                         sampler=sampler, **options)
+                         sampler=sampler, progress=progress, **options)
     else:
         if mode == "windowed":
             denoiser = windowed_denoiser(denoiser, length=length, chunk_length=context, overlap=overlap,
@@ -282,6 +288,8 @@ def restore_audio(model, denoiser, operator, y: jax.Array, *, method: str = "dps
         if mode == "decoded":
             x = model.codec.decode(x, length)
     x = jnp.clip(jax.block_until_ready(x), -1.0, 1.0)
+    if progress is not None and mode != "chunked":
+        progress(1, 1)
     seconds = time.time() - tic
     return x, {"nfe": total_nfe, "num_steps": num_steps, "seconds": seconds, "mode": mode,
                "seconds_per_audio_second": seconds / (x.shape[0] * length / sample_rate)}

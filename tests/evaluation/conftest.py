@@ -44,3 +44,29 @@ def loaded_classifier(trained_classifier):
     from diffjax.jobs.classifier import load_classifier
 
     return load_classifier(trained_classifier[0])
+
+
+
+@pytest.fixture
+def evaluate_main(monkeypatch):
+    """`run(argv)`: experiments/evaluate.py's `main` on `argv`. The module is loaded once per process
+    (absl defines a flag only once), and its flags and --config.* overrides are reset before each parse."""
+    import importlib.util
+
+    def run(argv):
+        monkeypatch.setattr(sys, "argv", argv)  # config_flags registers the --config.* overrides from sys.argv
+        module = sys.modules.get("evaluate_main")
+        if module is None:
+            repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            spec = importlib.util.spec_from_file_location("evaluate_main",
+                                                          os.path.join(repo, "experiments", "evaluate.py"))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["evaluate_main"] = module
+        for name in [n for n in module.FLAGS if n.startswith("config.")]:
+            delattr(module.FLAGS, name)  # the overrides of the previous parse (redefined from argv)
+        module.FLAGS.unparse_flags()
+        module.FLAGS(argv)
+        module.main([])
+
+    return run

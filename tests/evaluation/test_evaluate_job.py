@@ -1,9 +1,7 @@
 """diffjax.jobs.evaluate / experiments/evaluate.py on a workdir, with a fake sampler; polling."""
 import dataclasses
-import importlib.util
 import json
 import os
-import sys
 import types
 
 import numpy as np
@@ -68,7 +66,7 @@ def settings(**overrides):
 def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_classifier):
     workdir, calls = fake_workdir
     config = settings(**{"sampling.sampler": "heun", "sampling.nfe": 7, "num": 40, "chunk_size": 20,
-                         "reference.num": 128})
+                         "reference.num": 128, "metrics.bootstrap": 10})
     kwargs = dict(classifier_workdir=trained_classifier[0], progress=False)
     results = wd.evaluate_checkpoint(workdir, config, **kwargs)
     assert [len(c["seeds"]) for c in calls] == [20, 20]
@@ -77,6 +75,7 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
     for key in ("fd_classifier", "fd_mel", "fd_mfcc", "kid_mel", "is", "mis", "accuracy",
                 "ndb_k_classifier"):
         assert np.isfinite(results[key]), key
+    assert results["fd_mel_low"] < results["fd_mel"] < results["fd_mel_high"] and np.isfinite(results["kad_mel"])
     assert results["step"] == 200 and results["nfe"] == 7 and results["reference_num"] == 128
     assert results["cfg_scale"] == 1.0  # the config's default, passed to the sampler
     assert calls[0]["cfg_scale"] == 1.0
@@ -84,6 +83,9 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
     with open(os.path.join(run_dir, "results.json")) as f:
         assert json.load(f)["fd_mel"] == pytest.approx(results["fd_mel"])
     assert "FD clf" in open(os.path.join(run_dir, "results.md")).read()
+    page = open(os.path.join(run_dir, "index.html")).read()  # the first 4 generated examples + metrics
+    assert page.count("<audio") == 4 and os.path.isfile(os.path.join(run_dir, "clips", "seed000000.wav"))
+    assert "fd_classifier" in page
     calls.clear()
     again = wd.evaluate_checkpoint(workdir, config, **kwargs)
     assert json.dumps(again, sort_keys=True) == json.dumps(results, sort_keys=True)
@@ -93,18 +95,12 @@ def test_evaluate_checkpoint_writes_and_reuses_results(fake_workdir, trained_cla
         wd.evaluate_checkpoint(workdir, config, **kwargs)
 
 
-def test_cli_main(fake_workdir, trained_classifier, capsys, monkeypatch):
+def test_cli_main(fake_workdir, trained_classifier, capsys, evaluate_main):
     workdir, _ = fake_workdir
     argv = ["evaluate.py", f"--config={os.path.join(REPO, 'configs', 'evaluate.py')}:smoke",
             f"--workdir={workdir}", "--config.embedders=classifier,mel_stats",
             f"--classifier={trained_classifier[0]}", "--config.reference.split=eval"]
-    monkeypatch.setattr(sys, "argv", argv)  # config_flags registers the --config.* overrides from sys.argv
-    spec = importlib.util.spec_from_file_location("evaluate_main",
-                                                  os.path.join(REPO, "experiments", "evaluate.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.FLAGS(argv)
-    module.main([])
+    evaluate_main(argv)
     out = capsys.readouterr().out
     assert "| step 200 |" in out and '"fd_classifier"' in out
     lines = open(os.path.join(workdir, "eval", "results.jsonl")).read().splitlines()

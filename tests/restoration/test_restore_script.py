@@ -16,6 +16,7 @@ from diffjax.audio import io
 from diffjax.jobs import restore as job
 from diffjax.jobs import workdir as workdir_lib
 from diffjax.model import DataSpec, build_model
+from diffjax.restoration import get_operator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SR = 16000
@@ -153,7 +154,46 @@ def test_resampled_input_with_a_long_gap_uses_chunked_mode(model, tmp_path, capl
         info = _run(model, src, out, task="inpaint", simulate=True, gap_seconds=0.1)
     assert info["mode"] == "chunked"
     assert "resampling" in caplog.text and "chunked mode" in caplog.text
-    assert io.audio_info(out).sample_rate == 22050 and abs(io.audio_info(out).frames - 5512) <= 1
+    assert io.audio_info(out).sample_rate == 22050 and io.audio_info(out).frames == 5512
+    # simulated: the degraded file is written at the file's rate, and the scores are printed
+    assert io.audio_info(str(tmp_path / "out.degraded.wav")).sample_rate == 22050
+    assert set(info["metrics"]) == {"si_sdr_in", "si_sdr_out", "lsd_in", "lsd_out"}
+    assert "SI-SDR" in caplog.text and "LSD" in caplog.text
+    clean, restored = sf.read(src, dtype="float32")[0], sf.read(out, dtype="float32")[0]
+    gap = get_operator("gap", sample_rate=22050, gap_seconds=0.1).mask_for((1, 5512, 1))[:, 0] == 0
+    np.testing.assert_allclose(restored[~gap], clean[~gap], atol=2 ** -15)  # 16-bit files, outside the gap
+
+
+def _high_band_db(x, sr, cutoff=8000.0):
+    """Energy above `cutoff` in dB of the total, per channel `[C]`."""
+    power = np.abs(np.fft.rfft(x, axis=0)) ** 2
+    high = np.fft.rfftfreq(len(x), 1 / sr) > cutoff
+    return 10 * np.log10(power[high].sum(0) / power.sum(0))
+
+
+def test_a_44khz_stereo_file_keeps_its_full_band_outside_the_gap(model, tmp_path):
+    """Issue 21, item 1: a 16 kHz model filling a 20 ms gap of a 44.1 kHz stereo float file once
+    returned the whole file low-passed at 8 kHz (-23 -> -75 dB above 8 kHz). Outside the gap the
+    output is the input sample for sample, in the input's sample format."""
+    sr, n = 44100, 5512  # 0.125 s: the smoke model's 2000-sample context at 16 kHz
+    t = np.arange(n) / sr
+    noise = np.random.default_rng(0).standard_normal((n, 2))
+    x = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t + 1)], 1)
+    x = (x + 0.1 * np.sin(2 * np.pi * 12000 * t)[:, None] + 0.02 * noise).astype(np.float32)
+    src, out = str(tmp_path / "in44.wav"), str(tmp_path / "out.wav")
+    sf.write(src, x, sr, subtype="FLOAT")
+    config = _config(task="inpaint", gap_seconds=0.02, start_seconds=0.05)
+    config.stereo = "per_channel"
+    info = job.restore_file_with(model, config, input=src, out=out)
+    restored, rate = sf.read(out, dtype="float32")
+    assert rate == sr and restored.shape == x.shape and sf.info(out).subtype == "FLOAT"
+    gap = (np.arange(n) >= round(0.05 * sr)) & (np.arange(n) < round(0.05 * sr) + round(0.02 * sr))
+    assert np.array_equal(restored[~gap], x[~gap])  # bit for bit
+    assert not np.allclose(restored[gap], x[gap]) and np.all(np.isfinite(restored))
+    before, after = _high_band_db(x, sr), _high_band_db(restored, sr)
+    assert np.all(before > -20) and np.all(after > before - 1.5), (before, after)  # the gap is 16 % of the file
+    assert info["band"].startswith("0-6960 Hz by the model") and info["sample_rate"] == sr
+    assert info["intact_fraction"] == pytest.approx(1 - gap.mean(), abs=1e-4)
 
 
 def _evaluate(model, reference_dir, table, *, tasks, methods, max_clips):

@@ -82,7 +82,8 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
                                                seed=7, out=str(tmp_path / "out")))
     assert summary["nfe"] == 4 and summary["seeds"] == [7, 8, 9] and summary["real_time_factor"] > 0
     wavs = sorted(os.listdir(tmp_path / "out"))
-    assert wavs == ["samples.json", "seed000007.wav", "seed000008.wav", "seed000009.wav", "spectrograms.png"]
+    assert wavs == ["index.html", "samples.json", "seed000007.png", "seed000007.wav", "seed000008.png",
+                    "seed000008.wav", "seed000009.png", "seed000009.wav", "spectrograms.png"]
     # per-example seeds: the same seed gives the same clip in a different batch
     again = run_sample_request(SampleRequest(workdir=str(tmp_path), sampler="dpmpp_2m", nfe=4, num=1,
                                              seed=8, out=str(tmp_path / "again")))

@@ -36,7 +36,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Long inputs under reverb (windowed mode): denoise this many chunks at a time, rematerialised in
     # the backward pass (less memory, ~1.5x slower); None: all at once.
     config.chunks_per_call = placeholder(int)
-    config.overlap_seconds = 0.1  # chunks of long inputs share this much: the first half anchored, the second crossfaded
+    config.overlap_seconds = 0.1  # chunks of long inputs share this: the first half anchored, the second crossfaded
     # A file at a higher rate than the model's: the model restores its band, and above it the output
     # takes the input's band: 'auto' (where the task allows: declip, bwe, upsample; not denoise,
     # dereverb, inpaint) | 'input' | 'none'. Samples the degradation left intact are kept either way.

@@ -10,8 +10,10 @@ docs/restoration.md). Everything but paths is in the config (configs/restore.py)
     python experiments/restore.py --config configs/restore.py --workdir W --reference_dir clean/ \
         --config.evaluation.methods=dps,pigdm,ddnm --table results.md
 
-Writes the restored wav, `<out stem>.png` (before/after spectrograms) and, when simulating,
-`<out stem>.degraded.wav`: never over an input, never over an existing file without --overwrite.
+Writes the restored wav at the input's rate and sample format, `<out stem>.png` (before/after
+spectrograms) and, when simulating, `<out stem>.degraded.wav`: never over an input, never over an
+existing file without --overwrite. Samples the degradation left intact are the input's, and above a
+lower-rate model's band the input's band is kept where the task allows (--config.high_band).
 """
 import os
 import sys
@@ -22,6 +24,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from diffjax.jobs.page import command_line  # noqa: E402
 from diffjax.jobs.restore import run  # noqa: E402
 from diffjax.logs import setup_logging  # noqa: E402
 
@@ -43,7 +46,7 @@ def main(argv):
     del argv
     setup_logging()
     run(FLAGS.config, workdir=FLAGS.workdir, input=FLAGS.input, out=FLAGS.out, reference_dir=FLAGS.reference_dir,
-        table=FLAGS.table, overwrite=FLAGS.overwrite, step=FLAGS.step)
+        table=FLAGS.table, overwrite=FLAGS.overwrite, step=FLAGS.step, command=command_line())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import tqdm
 
 from diffjax import sampling
 from diffjax.audio import io, metrics
-from diffjax.jobs import files
+from diffjax.audio.plots import write_spectrograms
+from diffjax.jobs import files, page
 from diffjax.jobs import workdir as workdir_lib
 from diffjax.model import DiffusionModel
 from diffjax.registry import accepted_parameters
@@ -194,37 +195,13 @@ def output_subtype(input: str, out: str):
 
 
 def output_paths(out: str, *, simulate: bool) -> dict[str, str]:
-    """Every file `restore_file` writes: the output, its spectrogram PNG and, when simulating, the
-    degraded input (`<out stem>.degraded.wav`)."""
+    """Every file `restore_file` writes: the output, its spectrogram PNG, the listening page
+    (`index.html` beside the output) and, when simulating, the degraded input (`<out stem>.degraded.wav`)."""
     stem = os.path.splitext(out)[0]
-    paths = {"out": out, "png": stem + ".png"}
+    paths = {"out": out, "png": stem + ".png", "page": os.path.join(os.path.dirname(out), page.PAGE_NAME)}
     if simulate:
         paths["degraded"] = stem + ".degraded.wav"
     return paths
-
-
-def plot_spectrograms(path: str, before: np.ndarray, after: np.ndarray, sample_rate: int, *,
-                      titles=("degraded", "restored")) -> str:
-    """Writes a before/after log-magnitude spectrogram PNG of two mono signals `[L]` (path guarded
-    by the caller)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
-    for ax, signal, title in zip(axes, (before, after), titles):
-        n_fft = 512 if len(signal) >= 512 else 2 ** int(np.log2(max(len(signal), 16)))
-        with np.errstate(divide="ignore"):  # silent bins are -inf dB
-            ax.specgram(np.asarray(signal, np.float64), NFFT=n_fft, Fs=sample_rate,
-                        noverlap=n_fft * 3 // 4, cmap="magma", vmin=-120)
-        ax.set_title(title)
-        ax.set_xlabel("time (s)")
-    axes[0].set_ylabel("frequency (Hz)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -262,7 +239,28 @@ def simulation_metrics(clean: np.ndarray, degraded: np.ndarray, restored: np.nda
     return {k: round(float(jnp.mean(v)), 3) for k, v in values.items()}
 
 
-def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool = False) -> dict:
+def file_rate_view(task: str, params: dict, *, op, y, x_shape: tuple, x_file: np.ndarray, file_rate: int,
+                   model_rate: int, simulate: bool, key) -> tuple[np.ndarray, np.ndarray]:
+    """The degraded input at the file's rate `[B, L_file, C]` and its intact samples (`op.intact`);
+    `op`, `y` and `x_shape` are the model's, at `model_rate`.
+
+    Above the model's rate the task's operator is built again at the file's rate (gaps in seconds,
+    the clipping threshold of the file's own samples) and, when simulating, degrades the clean file
+    there, so the degraded input keeps the full band. Below it: the model's degraded view
+    resampled, and nothing intact (the output is the resampled restoration)."""
+    if file_rate == model_rate:
+        return np.asarray(degraded_view(op, y, x_file.shape)), np.asarray(op.intact(np.asarray(y), x_file.shape))
+    if file_rate < model_rate:
+        view = np.asarray(degraded_view(op, y, x_shape))
+        return to_rate(view, model_rate, file_rate, x_file.shape[1]), np.zeros(x_file.shape, bool)
+    op_file = task_operator(task, file_rate, **({"reference": x_file} if simulate else {"degraded": x_file}), **params)
+    y_file = op_file.measure(jnp.asarray(x_file), key) if simulate else x_file
+    return (np.asarray(degraded_view(op_file, y_file, x_file.shape)),
+            np.asarray(op_file.intact(np.asarray(y_file), x_file.shape)))
+
+
+def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool = False,
+                      command: Optional[str] = None) -> dict:
     """Restores the file `input` into `out` (+ a spectrogram PNG) with a loaded model (a waveform
     model, or a latent one: see `require_restorable_model`); returns the run's info. A method the
     operator cannot serve (for a latent model: one that needs a projection in its space) is refused
@@ -287,23 +285,18 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
     files.guard_all(paths.values(), inputs=[input], overwrite=overwrite)  # before any work
     spec, sample_rate = model.spec, int(model.spec.sample_rate)
     x, x_file, file_rate = read_input(input, spec, config.stereo)
-    given = {"reference": x} if simulate else {"degraded": x}
-    op = task_operator(task, sample_rate, **given, **params)
-    given_file = {"reference": x_file} if simulate else {"degraded": x_file}
-    op_file = op if file_rate == sample_rate else task_operator(task, file_rate, **given_file, **params)
+    op = task_operator(task, sample_rate, **({"reference": x} if simulate else {"degraded": x}), **params)
     check_restorable(model, op, method, options, x.shape[1])
     x = jnp.asarray(x)
+    key = jax.random.PRNGKey(config.seed + 1)
+    y = op.measure(x, key) if simulate else x
+    degraded, intact = file_rate_view(task, params, op=op, y=y, x_shape=x.shape, x_file=x_file, file_rate=file_rate,
+                                      model_rate=sample_rate, simulate=simulate, key=key)
     if simulate:
-        key = jax.random.PRNGKey(config.seed + 1)
-        y = op.measure(x, key)
-        y_file = y if op_file is op else op_file.measure(jnp.asarray(x_file), key)
-        degraded = np.asarray(degraded_view(op_file, y_file, x_file.shape))
         io.write_audio(files.guarded_path(paths["degraded"], inputs=[input], overwrite=overwrite),
                        np.clip(to_file_layout(degraded, config.stereo, spec), -1, 1), sample_rate=file_rate,
                        overwrite=overwrite, subtype=output_subtype(input, paths["degraded"]))
         log.info("simulated %s on %s; the degraded input is %s", task, input, paths["degraded"])
-    else:
-        y, y_file, degraded = x, x_file, x_file
     restored, info = restore_audio(model, loaded.model.denoiser(loaded.params), op, y, method=method,
                                    sampler=config.sampler, nfe=int(config.nfe), grid=config.grid, seed=config.seed,
                                    length=x.shape[1], overlap_seconds=config.overlap_seconds,
@@ -311,15 +304,16 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
                                    progress=chunk_bar(f"restoring {os.path.basename(input)}"), **options)
     band = fullband.crossover(model_rate=sample_rate, sample_rate=file_rate)
     keep = keeps_input_band(config, task)
-    intact = np.asarray(op_file.intact(np.asarray(y_file), x_file.shape))
     restored_file = to_rate(np.asarray(restored), sample_rate, file_rate, x_file.shape[1])
     composed = np.stack([fullband.compose(r, d, m, sample_rate=file_rate, band=band, keep_input_band=keep)
                          for r, d, m in zip(restored_file, degraded, intact)])
     io.write_audio(files.guarded_path(out, inputs=[input], overwrite=overwrite),
                    to_file_layout(composed, config.stereo, spec), sample_rate=file_rate, overwrite=overwrite,
                    subtype=output_subtype(input, out))
-    plot_spectrograms(files.guarded_path(paths["png"], inputs=[input], overwrite=overwrite),
-                      degraded[0, :, 0], composed[0, :, 0], file_rate)
+    reference = [("clean", to_file_layout(x_file, config.stereo, spec))] if simulate else []
+    write_spectrograms(files.guarded_path(paths["png"], inputs=[input], overwrite=overwrite),
+                       [("degraded", to_file_layout(degraded, config.stereo, spec)),
+                        ("restored", to_file_layout(composed, config.stereo, spec))] + reference, file_rate)
     info.update(out=out, png=paths["png"], task=task, method=method, sampler=config.sampler,
                 sample_rate=file_rate, model_rate=sample_rate, intact_fraction=round(float(np.mean(intact)), 4),
                 band=fullband.band_description(band, model_rate=sample_rate, sample_rate=file_rate,
@@ -330,9 +324,23 @@ def restore_file_with(loaded, config, *, input: str, out: str, overwrite: bool =
         log.info("against the clean input at %d Hz: SI-SDR %.2f -> %.2f dB, LSD %.3f -> %.3f", file_rate,
                  info["metrics"]["si_sdr_in"], info["metrics"]["si_sdr_out"], info["metrics"]["lsd_in"],
                  info["metrics"]["lsd_out"])
-    log.info("wrote %s and %s (%s mode, NFE %d, %.2f s per second of audio)", out, paths["png"], info["mode"],
-             info["nfe"], info["seconds_per_audio_second"])
+    write_page(paths, info, simulate=simulate, command=command, overwrite=overwrite)
+    log.info("wrote %s, %s and %s (%s mode, NFE %d, %.2f s per second of audio)", out, paths["png"], paths["page"],
+             info["mode"], info["nfe"], info["seconds_per_audio_second"])
     return info
+
+
+def write_page(paths: dict[str, str], info: dict, *, simulate: bool, command: Optional[str], overwrite: bool) -> str:
+    """The listening page beside the output: the restored file (and the degraded one when simulated)
+    with the before/after spectrogram, the run's settings and metrics, and the command."""
+    folder = os.path.dirname(paths["page"]) or "."
+    rel = lambda key: os.path.relpath(paths[key], folder)
+    clips = [page.PageClip("restored", rel("out"), rel("png"), caption=info["band"])]
+    if simulate:
+        clips.append(page.PageClip("degraded (simulated)", rel("degraded")))
+    rows = page.metric_rows({**{k: v for k, v in info.items() if k not in ("out", "png")}, **info.get("metrics", {})})
+    return page.write_listening_page(folder, clips, title=f"restoration: {info['task']} with {info['method']}",
+                                     metrics=rows, command=command, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------
@@ -396,7 +404,7 @@ def evaluate_with(loaded, config, *, reference_dir: str, table: str, overwrite: 
 
 def run(config, *, workdir: str, input: Optional[str] = None, out: Optional[str] = None,
         reference_dir: Optional[str] = None, table: Optional[str] = None, overwrite: bool = False,
-        step: Optional[int] = None) -> Any:
+        step: Optional[int] = None, command: Optional[str] = None) -> Any:
     """experiments/restore.py: with `reference_dir` the evaluation table (default
     `<workdir>/restoration.md`), else restores `input` into `out`. The config is validated, and
     the outputs guarded, before the model loads."""
@@ -410,4 +418,4 @@ def run(config, *, workdir: str, input: Optional[str] = None, out: Optional[str]
         raise ValueError("--input and --out are required (or --reference_dir for the evaluation table)")
     files.guarded_path(out, inputs=[input], overwrite=overwrite)
     loaded = load_restorable_model(workdir, step=step, ema=config.ema)
-    return restore_file_with(loaded, config, input=input, out=out, overwrite=overwrite)
+    return restore_file_with(loaded, config, input=input, out=out, overwrite=overwrite, command=command)

@@ -6,9 +6,8 @@ Strength is relative to the data: the input `y` (in the model's space) starts at
 
     x(sigma_0) = y + sigma_0 z,   sigma_0 = strength * sigma_data,   z ~ N(0, I),
 
-so `strength` is the noise-to-signal ratio of the start (its SNR is -20 log10(strength) dB):
-0.25 keeps almost everything (12 dB), 0.5 keeps the melody and rhythm and varies the detail
-(6 dB), 1 keeps the broad outline (0 dB), and `sigma_max / sigma_data` is sampling from scratch.
+so `strength` is the noise-to-signal ratio of the start (its SNR is -20 log10(strength) dB:
+0.25 -> 12 dB, 0.5 -> 6 dB, 1 -> 0 dB, 2 -> -6 dB); `sigma_max / sigma_data` samples from scratch.
 `sigma_data` is the model's (`precond.sigma_data`). The sampler then spends its whole budget
 (`--nfe`, or the config's levels) on the grid from sigma_0 down to 0 (`sdedit_grid`).
 
@@ -22,7 +21,8 @@ mono file on both channels), encoded by the codec, and an input longer than the 
 denoised by overlapping windows blended by a partition of unity (`longform.windowed_denoiser`,
 the machinery restoration uses), in one sampler run over the whole signal. The sample job writes
 the outputs to `--out` (default `<workdir>/samples/sdedit_<input stem>_s<strength>_<sampler>_nfe<N>/`,
-`output_dir`), guarded like every sample: an existing file is never overwritten.
+`output_dir`), guarded like every sample: an existing file is never replaced without --overwrite,
+an input never.
 """
 from __future__ import annotations
 

@@ -164,6 +164,8 @@ def restore_long(method: str, denoiser, operator, y: Array, *, length: int, chun
 
     out = jnp.zeros(x_shape, y.dtype)
     done_until = 0
+    if progress is not None:
+        progress(0, len(starts))
     for k, start in enumerate(starts):
         stop = start + chunk_length
         op = _chunk_operator(operator, x_shape, start, stop)

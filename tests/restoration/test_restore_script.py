@@ -70,6 +70,9 @@ def test_restore_script_declips_a_file(workdir, tmp_path):
     restored = io.read_audio(out, sample_rate=SR, channels=None)
     assert restored.shape == (4000, 1) and np.all(np.isfinite(restored))
     assert os.path.exists(str(tmp_path / "out.png")) and os.path.exists(str(tmp_path / "out.degraded.wav"))
+    page = (tmp_path / "index.html").read_text()  # the listening page: both files, metrics, the command
+    assert 'src="out.wav"' in page and 'src="out.degraded.wav"' in page and 'src="out.png"' in page
+    assert "si_sdr_out" in page and "--config.task.name=declip" in page
     assert open(src, "rb").read() == before
     again = subprocess.run(cmd[:6] + ["--out", src] + cmd[8:], capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "input file" in again.stderr
@@ -112,6 +115,10 @@ def test_bad_inputs_are_refused_with_the_fix(model, tmp_path):
         config = _config(task="bwe")
         config.task.bwe.gap_seconds = 0.1
         job.restore_file_with(model, config, input=src, out=str(tmp_path / "o4.wav"))
+    with pytest.raises(ValueError, match="high_band='keep'; valid: auto, input, none"):
+        config = _config()
+        config.high_band = "keep"
+        job.restore_file_with(model, config, input=src, out=str(tmp_path / "o6.wav"))
     with pytest.raises(TypeError, match=r"'dps' does not take \['resamples'\].*zeta"):
         config = _config(method="dps")
         config.method.dps.resamples = 3

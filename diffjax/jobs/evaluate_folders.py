@@ -16,6 +16,7 @@ classifier) with `config.metrics`, whose `bootstrap` gives FD's and KAD's 5-95 %
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Optional
@@ -77,8 +78,8 @@ def write_page(out_dir: str, results: dict, *, folders: dict[str, str], sample_r
     the metrics table and the command."""
     clips = []
     for label, folder in folders.items():
-        examples = list(crops.folder_crops(folder, sample_rate=sample_rate, crop_seconds=crop_seconds,
-                                           channels=channels, max_per_file=1, max_total=EXAMPLES_PER_FOLDER))
+        examples = list(itertools.islice(crops.folder_crops(folder, sample_rate=sample_rate, crop_seconds=crop_seconds,
+                                                            channels=channels, max_per_file=1), EXAMPLES_PER_FOLDER))
         written = page.write_example_clips(out_dir, [(f"{label}_{i}", x[0]) for i, (_, x) in enumerate(examples)],
                                            sample_rate)
         clips += [clip._replace(caption=f"{label}: {rel}") for clip, (rel, _) in zip(written, examples)]

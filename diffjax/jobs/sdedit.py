@@ -8,6 +8,10 @@ Strength is relative to the data: the input `y` (in the model's space) starts at
 
 so `strength` is the noise-to-signal ratio of the start (its SNR is -20 log10(strength) dB:
 0.25 -> 12 dB, 0.5 -> 6 dB, 1 -> 0 dB, 2 -> -6 dB); `sigma_max / sigma_data` samples from scratch.
+On configs/waveform.py after 600 steps (benchmarks/sdedit.py, 8 clips, Heun, 25 levels) the edits'
+SI-SDR to their input is 16.9 / 12.1 / 7.1 / 1.8 dB at strengths 0.25 / 0.5 / 1 / 2; the former
+strength (the last half of the grid) gave -16.3 dB to the input and +7.0 dB to the seed's
+unconditional sample.
 `sigma_data` is the model's (`precond.sigma_data`). The sampler then spends its whole budget
 (`--nfe`, or the config's levels) on the grid from sigma_0 down to 0 (`sdedit_grid`).
 

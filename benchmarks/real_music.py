@@ -11,9 +11,9 @@ Three questions, one JSON line each:
   waveform model (`--workdir`; without it a smoke model is trained for the purpose, so the gap's
   quality means nothing, only what is kept): energy above 8 kHz, in dB of the total, of the input
   and the output, and the largest difference outside the gap;
-- evaluation: FD and KAD (mel, MFCC) with 5-95 % bootstrap intervals between the even-numbered and
-  the odd-numbered tracks (one distribution: FD's bias shows), and against the odd tracks low-passed
-  at 4 kHz (`experiments/evaluate.py --samples --reference`).
+- evaluation: FD and KAD (mel, MFCC) with 5-95 % bootstrap intervals of the odd-numbered tracks
+  against the even-numbered ones (other pieces of the same album), and of the odd tracks low-passed
+  at 4 kHz against the same reference (`experiments/evaluate.py --samples --reference`).
 
 `--update_readme` refreshes the `real-music-table` block of README.md.
 """

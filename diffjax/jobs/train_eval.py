@@ -6,6 +6,7 @@ import os
 import jax
 import matplotlib
 import numpy as np
+import tqdm
 
 from diffjax import toy
 from diffjax.audio import io as audio_io
@@ -65,9 +66,18 @@ def distinct_examples(dataset, num: int, *, seed: int = 0, pool: int = 4) -> np.
 
 
 def evaluate_audio(config, model, params, dataset, workdir: str, step: int = 0) -> dict:
-    """Writes generated wavs and a spectrogram grid (real vs generated) and measures the samples."""
+    """Writes generated wavs and a spectrogram grid (real vs generated) and measures the samples,
+    with a progress bar over its stages (pYIN on long clips takes minutes)."""
     num, rate = config.evaluation.num_samples, model.spec.sample_rate
+    bar = tqdm.tqdm(total=8, desc="evaluation", disable=not config.training.get("progress_bar", True))
+
+    def stage(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    bar.set_postfix_str(f"generating {num} samples")
     out = generate(model, params, sampling_config=config.sampling, seeds=np.arange(num))
+    stage("writing samples")
     real = np.asarray(dataset.eval.batch(0, num, seed=0)["x"])
     noise = np.random.default_rng(0).normal(scale=real.std(), size=real.shape)
     sample_dir = os.path.join(workdir, "samples")
@@ -75,21 +85,28 @@ def evaluate_audio(config, model, params, dataset, workdir: str, step: int = 0) 
     for i, wave in enumerate(out.audio):
         audio_io.write_audio(os.path.join(sample_dir, f"step{step}_seed{i}.wav"), np.clip(wave, -1, 1),
                              sample_rate=rate, overwrite=True)
+    stage("spectrograms")
     shown = min(num, 4)  # a row of data from distinct files above a row of samples
     shown_data = distinct_examples(dataset, shown)
     write_spectrograms(os.path.join(workdir, "spectrograms.png"),
                        [(f"data {i}", x) for i, x in enumerate(shown_data)]
                        + [(f"sample {i}", x) for i, x in enumerate(out.audio[:shown])], rate, columns=shown)
     sets = {"samples": out.audio, "data": real, "noise": noise}
+    stage("spectral flatness")
     results = {"spectral_flatness": {k: spectral_flatness(v) for k, v in sets.items()},
-               "pitch_confidence": {k: pitch_confidence(v, rate) for k, v in sets.items()},
-               "nfe": out.nfe, "num_samples": num}
+               "pitch_confidence": {}, "nfe": out.nfe, "num_samples": num}
+    for k, v in sets.items():
+        stage(f"pitch confidence ({k})")
+        results["pitch_confidence"][k] = pitch_confidence(v, rate)
     # Fréchet distance between Gaussian fits of mel statistics (128-D; with few clips a rough,
     # relative number: samples against noise, both to the same data).
+    stage("mel FD")
     embedder = get_embedder("mel_stats", sample_rate=rate)
     reference = embed_all(embedder, real)["embedding"]
     results["fd_mel"] = {k: frechet_distance_features(embed_all(embedder, sets[k])["embedding"], reference)
                          for k in ("samples", "noise")}
+    stage("done")
+    bar.close()
     return results
 
 

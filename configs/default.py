@@ -136,7 +136,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # compute dtype; bfloat16 keeps float32 parameters
     # Optional model keys (any field of the network; see diffjax/models): magnitude_preserving=True
     # gives EDM2's magnitude-preserving DiT/UNet (configs/edm2.py); remat=True recomputes each block
-    # in the backward pass (or parallel.remat below, which sets it for training only).
+    # in the backward pass (or parallel.remat below, which sets it for training only);
+    # scan_layers=True (dit, diffwave) runs the blocks as one nn.scan, parameters stacked [depth, ...]
+    # (diffjax/models/scan.py): compile time no longer grows with depth (benchmarks/compile.py).
 
     # Optimiser (diffjax.training.state.build_optimizer).
     config.optim = ml_collections.ConfigDict()

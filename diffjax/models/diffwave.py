@@ -15,6 +15,11 @@ CPU transposed convolutions are slow), then cropped or zero-padded to L.
 Dilated convolutions (`conv_impl`): 'xla' is `lax.conv_general_dilated`; 'shifted' writes the
 kernel-3 dilated conv as three shifted slices concatenated into one [B*L, 3C] x [3C, 2C] matmul,
 which XLA's CPU backend runs faster (see benchmarks/models.py). Both use the same parameters.
+
+`scan_layers=True` runs the layers as one `nn.scan` (`diffjax.models.scan`): parameters stacked
+`[layers, ...]` under 'layers', the skip sum a scan carry, and the dilation 2^(i mod cycle) a
+scanned input, so the 'shifted' conv slices at a traced offset (needs conv_impl='shifted'). Same
+function as the unscanned network with `scan.stack_layers` of its parameters.
 """
 from __future__ import annotations
 
@@ -26,13 +31,17 @@ import jax
 import jax.numpy as jnp
 
 from diffjax.models.base import MODELS, preset_parameters
-from diffjax.models import layers
+from diffjax.models import layers, scan
 
 Dtype = Any
 
 
 class DilatedConv3(nn.Module):
-    """Kernel-3 'SAME' dilated conv over [B, L, C] -> [B, L, features]; kernel param [3, C, F]."""
+    """Kernel-3 'SAME' dilated conv over [B, L, C] -> [B, L, features]; kernel param [3, C, F].
+
+    `dilation` (call, optional): a traced int32 scalar <= the field `dilation` (which then only
+    bounds the padding), as a scanned stack of layers gives; 'shifted' only.
+    """
 
     features: int
     dilation: int
@@ -40,12 +49,21 @@ class DilatedConv3(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, dilation: jax.Array | None = None) -> jax.Array:
         c, d = x.shape[-1], self.dilation
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, c, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        if self.impl == "xla":
+        if dilation is not None:
+            if self.impl != "shifted":
+                raise ValueError(f"a traced dilation (scan_layers=True) needs conv_impl='shifted'; "
+                                 f"got {self.impl!r}")
+            length = x.shape[1]
+            xp = jnp.pad(x, ((0, 0), (d, d), (0, 0)))  # tap k reads x[l + (k - 1) dilation]
+            taps = [jax.lax.dynamic_slice_in_dim(xp, d + (k - 1) * dilation, length, axis=1)
+                    for k in range(3)]
+            y = jnp.concatenate(taps, axis=-1) @ kernel.reshape(3 * c, self.features)
+        elif self.impl == "xla":
             y = jax.lax.conv_general_dilated(x, kernel, (1,), [(d, d)], rhs_dilation=(d,),
                                              dimension_numbers=("NWC", "WIO", "NWC"))
         elif self.impl == "shifted":
@@ -95,10 +113,11 @@ class ResidualLayer(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, emb, mel):
+    def __call__(self, x, emb, mel, dilation=None):
+        """x [B, L, C], emb [B, E], mel [B, L, M] or None; `dilation`: see `DilatedConv3`."""
         c = self.channels
         y = x + nn.Dense(c, dtype=self.dtype, name="diffusion_projection")(emb)[:, None, :]
-        y = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")(y)
+        y = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")(y, dilation)
         if mel is not None:
             y = y + nn.Dense(2 * c, dtype=self.dtype, name="conditioner_projection")(mel)
         gate, filt = jnp.split(y, 2, axis=-1)
@@ -119,7 +138,8 @@ class DiffWave(nn.Module):
     conv_impl: str = "shifted"      # 'shifted' (three slices, one matmul) or 'xla'
     num_classes: int = 0            # > 0 adds a class embedding (null class = num_classes)
     dtype: Dtype = jnp.float32
-    remat: bool = False
+    remat: bool = False             # rematerialise each layer (nn.remat) in the backward pass
+    scan_layers: bool = False       # one nn.scan over the layers (parameters under 'layers')
 
     def _upsample(self, feats: jax.Array, length: int) -> jax.Array:
         """Mel [B, T, n_mels(, 1)] -> [B, length, n_mels] by the paper's upsampler."""
@@ -139,17 +159,40 @@ class DiffWave(nn.Module):
         if cond is not None and cond.get("features") is not None:
             mel = self._upsample(cond["features"], length)
         h = nn.relu(nn.Dense(c, dtype=self.dtype, name="input_projection")(x.astype(self.dtype)))
-        layer = nn.remat(ResidualLayer) if self.remat else ResidualLayer
-        skip = 0.0
-        for i in range(self.residual_layers):
-            h, s = layer(c, 2 ** (i % self.dilation_cycle), self.conv_impl, self.dtype,
-                         name=f"layer_{i}")(h, emb, mel)
-            skip = skip + s
+        if self.scan_layers:
+            skip = self._scanned_layers(h, emb, mel)
+        else:
+            layer = nn.remat(ResidualLayer) if self.remat else ResidualLayer
+            skip = 0.0
+            for i in range(self.residual_layers):
+                h, s = layer(c, 2 ** (i % self.dilation_cycle), self.conv_impl, self.dtype,
+                             name=f"layer_{i}")(h, emb, mel)
+                skip = skip + s
         h = skip / math.sqrt(self.residual_layers)
         h = nn.relu(nn.Dense(c, dtype=self.dtype, name="skip_projection")(h))
         h = nn.Dense(out_ch, dtype=self.dtype, kernel_init=nn.initializers.zeros,
                      name="output_projection")(h)
         return h.astype(x.dtype)
+
+    def _scanned_layers(self, h: jax.Array, emb: jax.Array, mel: jax.Array | None) -> jax.Array:
+        """The residual stack as one scan; carry (h, skip sum) [B, L, C] each. Returns the sum."""
+        if self.conv_impl != "shifted":
+            raise ValueError(f"scan_layers=True needs conv_impl='shifted' (a traced dilation); "
+                             f"got {self.conv_impl!r}")
+        dilations = 2 ** (jnp.arange(self.residual_layers, dtype=jnp.int32) % self.dilation_cycle)
+        run = scan.scan_blocks(_scan_body, length=self.residual_layers,
+                               in_axes=(0, nn.broadcast, nn.broadcast), remat=self.remat)
+        layer = ResidualLayer(self.residual_channels, 2 ** (self.dilation_cycle - 1),
+                              self.conv_impl, self.dtype, name="layers")
+        (_, skip), _ = run(layer, (h, jnp.zeros_like(h)), dilations, emb, mel)
+        return skip
+
+
+def _scan_body(layer: ResidualLayer, carry, dilation, emb, mel):
+    """One scanned DiffWave layer: (h, skip) -> (h', skip + s)."""
+    h, skip = carry
+    h, s = layer(h, emb, mel, dilation)
+    return (h, skip + s), None
 
 
 DIFFWAVE_SIZES = {

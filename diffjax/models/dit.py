@@ -88,7 +88,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffjax.models import layers, magnitude_blocks
+from diffjax.models import layers, magnitude_blocks, scan
 from diffjax.models.base import MODELS, preset_parameters
 from diffjax.models.unet import patchify, unpatchify
 
@@ -323,6 +323,8 @@ class DiT(nn.Module):
     num_classes: int = 0              # > 0: cond['label'] [B] embedded, null class = num_classes
     dtype: Dtype = jnp.float32        # compute dtype; parameters stay float32
     remat: bool = False               # rematerialise blocks (nn.remat) to save memory
+    scan_layers: bool = False         # one nn.scan over the blocks: parameters [depth, ...] under
+                                      # 'blocks' (diffjax.models.scan); compile time flat in depth
     magnitude_preserving: bool = False  # EDM2's MP layers (magnitude_blocks.py; ignores
                                         # modulation, mlp, qk_norm); needs force_weight_norm
 
@@ -336,6 +338,9 @@ class DiT(nn.Module):
                              f"valid: {', '.join(MODULATIONS)}")
         if not 0.0 <= self.rope_fraction <= 1.0:
             raise ValueError(f"rope_fraction must be in [0, 1]; got {self.rope_fraction}")
+        if self.scan_layers and self.magnitude_preserving:
+            raise ValueError("scan_layers=True is not implemented for magnitude_preserving=True; "
+                             "set scan_layers=False")
 
     @property
     def rope_dim(self) -> int:
@@ -381,14 +386,20 @@ class DiT(nn.Module):
         if self.modulation == "single":
             block_c = nn.Dense(6 * self.width, dtype=self.dtype, kernel_init=_zero_in,
                                name="modulation")(block_c)
-        block = nn.remat(DiTBlock) if self.remat else DiTBlock
-        for i in range(self.depth):
-            h = block(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, mlp=self.mlp,
-                      qk_norm=self.qk_norm, rope_dim=self.rope_dim, rope_theta=self.rope_theta,
-                      cross_attention=self.cross_attention_dim > 0,
-                      shared_modulation=self.modulation == "single", dtype=self.dtype,
-                      name=f"block_{i}")(h, block_c, positions, mask, tokens, tokens_mask)
-            h = layers.activation_constraint(h)
+        block_kw = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, mlp=self.mlp,
+                        qk_norm=self.qk_norm, rope_dim=self.rope_dim, rope_theta=self.rope_theta,
+                        cross_attention=self.cross_attention_dim > 0,
+                        shared_modulation=self.modulation == "single", dtype=self.dtype)
+        if self.scan_layers:
+            run = scan.scan_blocks(_scan_body, length=self.depth, in_axes=(nn.broadcast,) * 5,
+                                   remat=self.remat)
+            h, _ = run(DiTBlock(**block_kw, name="blocks"), h, block_c, positions, mask, tokens,
+                       tokens_mask)
+        else:
+            block = nn.remat(DiTBlock) if self.remat else DiTBlock
+            for i in range(self.depth):
+                h = block(**block_kw, name=f"block_{i}")(h, block_c, positions, mask, tokens, tokens_mask)
+                h = layers.activation_constraint(h)
 
         final = nn.Dense(2 * self.width, dtype=self.dtype, kernel_init=_zero_in,
                          name="final_modulation")(nn.silu(c))
@@ -399,6 +410,11 @@ class DiT(nn.Module):
         out = unpatchify(h[:, g:], p, (b, t, channels))  # [B, T, C]
         out = jnp.where(frames[:, :, None], out, jnp.zeros_like(out))
         return out.reshape(x.shape).astype(x.dtype)
+
+
+def _scan_body(block: DiTBlock, h, *args):
+    """One scanned DiT block (`DiT.scan_layers`): h [B, N, D] -> (h', None)."""
+    return layers.activation_constraint(block(h, *args)), None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ LOGICAL_AXIS_RULES = (
     ("mlp", TENSOR_AXIS),       # hidden columns (MLP, modulation): tensor parallel
     ("heads", TENSOR_AXIS),     # attention heads: tensor parallel
     ("conv_out", TENSOR_AXIS),  # output channels of a convolution: tensor parallel
+    ("layers", None),           # the stacked axis of scanned blocks (models.scan): replicated
 )
 REMAT_POLICIES = ("none", "block", "full")
 

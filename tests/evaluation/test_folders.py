@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from configs import evaluate as evaluate_config
+from diffjax import data
 from diffjax.audio import crops
 from diffjax.evaluation import get_embedder, reference
 from diffjax.jobs.evaluate_folders import evaluate_folders
@@ -92,7 +93,6 @@ def test_many_crops_per_file_for_the_reference(folders):
 def test_eval_split_reference_with_one_file(folders, tmp_path):
     """The crash `features must be [N >= 2, D]; got shape (1, 128)`: a one-file eval split now gives
     several random crops of its file."""
-    from diffjax import data
 
     for fraction in np.linspace(0.05, 0.95, 19):
         ds = data.get_dataset("folder", root=folders["reference"], cache_dir=str(tmp_path),

@@ -134,8 +134,7 @@ window.addEventListener('load', () => {
 @pytest.mark.slow
 def test_chromium_renders_the_page_and_loads_every_player(tmp_path):
     chromium = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if chromium is None:
-        pytest.skip("needs headless Chromium: apt-get install chromium")
+    assert chromium is not None, "this slow test needs Debian's headless Chromium: apt-get install chromium"
     out, clips, waves = _folder(tmp_path)
     page = write_listening_page(str(out), clips, title="t", command="python x.py")
     # A copy of the page with a probe script; the shipped page stays script-free.

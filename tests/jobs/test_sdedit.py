@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from diffjax.audio.codecs import Waveform
 from diffjax.jobs import SampleRequest, run_sample_request
-from diffjax.jobs.sdedit import channel_groups, from_groups, sdedit_audio, sdedit_sigma
+from diffjax.jobs.sdedit import channel_groups, from_groups, output_dir, sdedit_audio, sdedit_sigma
 from diffjax.sampling import seed_keys
 from diffjax.sampling.loop import INITIAL_NOISE_STREAM, example_normal
 from diffjax.sde import get_sde
@@ -113,6 +113,5 @@ def test_sample_job_edits_the_whole_stereo_input_into_an_sdedit_folder(smoke_aud
     assert np.std(audio[-800:], axis=0).min() > 0.01  # the end of the input is edited too, not silence
     with pytest.raises(FileExistsError):
         run_sample_request(SampleRequest(**{**request.__dict__, "out": str(out)}))
-    from diffjax.jobs.sdedit import output_dir
 
     assert output_dir(request, "euler", 3).endswith("samples/sdedit_song_s0.5_euler_nfe3")

@@ -15,11 +15,16 @@ CPU transposed convolutions are slow), then cropped or zero-padded to L.
 Dilated convolutions (`conv_impl`): 'xla' is `lax.conv_general_dilated`; 'shifted' writes the
 kernel-3 dilated conv as three shifted slices concatenated into one [B*L, 3C] x [3C, 2C] matmul,
 which XLA's CPU backend runs faster (see benchmarks/models.py). Both use the same parameters.
+On CPU the layer also folds the mel projection into that matmul and computes the gate, filter,
+residual and skip halves as separate matmuls (no split, no concatenated cotangent); the
+parameters stay the paper's ([3, C, 2C], [M, 2C], [C, 2C]).
 
 `scan_layers=True` runs the layers as one `nn.scan` (`diffjax.models.scan`): parameters stacked
 `[layers, ...]` under 'layers', the skip sum a scan carry, and the dilation 2^(i mod cycle) a
-scanned input, so the 'shifted' conv slices at a traced offset (needs conv_impl='shifted'). Same
-function as the unscanned network with `scan.stack_layers` of its parameters.
+scanned input, so the 'shifted' conv slices at a traced offset (needs conv_impl='shifted'). Each
+layer keeps only its input and the gate's pre-activation (`PREACTIVATION`) for the backward
+pass. Same function as the unscanned network with `scan.stack_layers` of its parameters.
+Before and after these changes: benchmarks/diffwave_profile.py and README's peers table.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from diffjax.models.base import MODELS, preset_parameters
 from diffjax.models import layers, scan
@@ -36,11 +42,28 @@ from diffjax.models import layers, scan
 Dtype = Any
 
 
+def shifted_taps(x: jax.Array, max_dilation: int, dilation: jax.Array | int) -> jax.Array:
+    """The three taps of a kernel-3 'SAME' dilated conv, concatenated on channels: x [B, L, C] ->
+    [B, L, 3C] = (x[l - d], x[l], x[l + d]), zero outside [0, L). `dilation` d <= `max_dilation`
+    may be a traced int32 scalar (a scanned stack of layers); the padding is `max_dilation`."""
+    length, m = x.shape[1], max_dilation
+    xp = jnp.pad(x, ((0, 0), (m, m), (0, 0)))
+    return jnp.concatenate([jax.lax.dynamic_slice_in_dim(xp, m + (k - 1) * dilation, length, axis=1)
+                            for k in range(3)], axis=-1)
+
+
 class DilatedConv3(nn.Module):
     """Kernel-3 'SAME' dilated conv over [B, L, C] -> [B, L, features]; kernel param [3, C, F].
 
-    `dilation` (call, optional): a traced int32 scalar <= the field `dilation` (which then only
-    bounds the padding), as a scanned stack of layers gives; 'shifted' only.
+    `impl`: 'shifted' is `shifted_taps` and one [B L, 3C] x [3C, F] matmul, which XLA's CPU
+    backend runs faster (see benchmarks/models.py); 'xla' is `lax.conv_general_dilated`.
+    Call options:
+    - `dilation`: a traced int32 scalar <= the field `dilation` (which then only bounds the
+      padding), as a scanned stack of layers gives; 'shifted' only.
+    - `extra` = (features [B, L, M], kernel [M, F]): adds `features @ kernel` in the same matmul
+      ([B L, 3C + M] x [3C + M, F]); DiffWave folds its mel projection in.
+    - `blocks` > 1: returns the output as `blocks` equal channel blocks, each its own matmul
+      (no split in the forward pass, no concatenated cotangent in the backward).
     """
 
     features: int
@@ -49,31 +72,51 @@ class DilatedConv3(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, dilation: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, dilation: jax.Array | None = None,
+                 extra: tuple[jax.Array, jax.Array] | None = None, blocks: int = 1):
         c, d = x.shape[-1], self.dilation
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, c, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        if dilation is not None:
-            if self.impl != "shifted":
-                raise ValueError(f"a traced dilation (scan_layers=True) needs conv_impl='shifted'; "
-                                 f"got {self.impl!r}")
-            length = x.shape[1]
-            xp = jnp.pad(x, ((0, 0), (d, d), (0, 0)))  # tap k reads x[l + (k - 1) dilation]
-            taps = [jax.lax.dynamic_slice_in_dim(xp, d + (k - 1) * dilation, length, axis=1)
-                    for k in range(3)]
-            y = jnp.concatenate(taps, axis=-1) @ kernel.reshape(3 * c, self.features)
-        elif self.impl == "xla":
-            y = jax.lax.conv_general_dilated(x, kernel, (1,), [(d, d)], rhs_dilation=(d,),
-                                             dimension_numbers=("NWC", "WIO", "NWC"))
-        elif self.impl == "shifted":
-            length = x.shape[1]
-            xp = jnp.pad(x, ((0, 0), (d, d), (0, 0)))
-            cat = jnp.concatenate([xp[:, k * d:k * d + length] for k in range(3)], axis=-1)
-            y = cat @ kernel.reshape(3 * c, self.features)
-        else:
+        kernel = kernel.reshape(3 * c, self.features)
+        if self.impl not in ("shifted", "xla"):
             raise ValueError(f"unknown conv_impl {self.impl!r}; valid: 'shifted', 'xla'")
-        return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+        if self.impl == "xla" and dilation is not None:
+            raise ValueError(f"a traced dilation (scan_layers=True) needs conv_impl='shifted'; "
+                             f"got {self.impl!r}")
+        inputs, kernels = [], []  # one matmul: concatenated inputs [B, L, K_i] x rows [K_i, F]
+        if self.impl == "shifted":
+            inputs.append(shifted_taps(x, d, d if dilation is None else dilation))
+            kernels.append(kernel)
+        if extra is not None:
+            inputs.append(extra[0].astype(self.dtype))
+            kernels.append(extra[1].astype(self.dtype))
+        outputs = [0.0] * blocks
+        if inputs:
+            lhs = jnp.concatenate(inputs, axis=-1)
+            outputs = [lhs @ k for k in jnp.split(jnp.concatenate(kernels), blocks, axis=-1)]
+        if self.impl == "xla":
+            conv = jax.lax.conv_general_dilated(x, kernel.reshape(3, c, -1), (1,), [(d, d)],
+                                                rhs_dilation=(d,),
+                                                dimension_numbers=("NWC", "WIO", "NWC"))
+            outputs = [o + y for o, y in zip(outputs, jnp.split(conv, blocks, axis=-1))]
+        outputs = [o + b.reshape(1, 1, -1) for o, b in zip(outputs, jnp.split(bias, blocks))]
+        return outputs[0] if blocks == 1 else tuple(outputs)
+
+
+class Affine(nn.Module):
+    """The parameters of a dense map, `kernel` [in, out] (LeCun normal, as `nn.Dense`) and `bias`
+    [out] (zeros), for layers that apply them in pieces; returns them in `dtype`."""
+
+    features_in: int
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.features_in, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return kernel.astype(self.dtype), bias.astype(self.dtype)
 
 
 class TransposedConv(nn.Module):
@@ -104,8 +147,18 @@ class TransposedConv(nn.Module):
         return y[:, s // 2:s // 2 + t * s] + bias
 
 
+PREACTIVATION = "diffwave_preactivation"  # what a scanned stack keeps for its backward pass
+
+
 class ResidualLayer(nn.Module):
-    """One DiffWave residual layer (Kong et al. 2021, Fig. 2). Returns (residual out, skip)."""
+    """One DiffWave residual layer (Kong et al. 2021, Fig. 2). Returns (residual out, skip).
+
+    Written for XLA's CPU backend (benchmarks/diffwave_profile.py): the mel projection is folded
+    into the dilated conv's matmul, and the output projection runs as two [C, C] matmuls (residual,
+    skip) instead of one [C, 2C] and a split, whose backward concatenates and transposes. The
+    parameters are the paper's (`output_projection` kernel [C, 2C]). The gate's pre-activation is
+    tagged `PREACTIVATION`: a scanned stack keeps only it and the layer input for the backward pass.
+    """
 
     channels: int
     dilation: int
@@ -117,13 +170,19 @@ class ResidualLayer(nn.Module):
         """x [B, L, C], emb [B, E], mel [B, L, M] or None; `dilation`: see `DilatedConv3`."""
         c = self.channels
         y = x + nn.Dense(c, dtype=self.dtype, name="diffusion_projection")(emb)[:, None, :]
-        y = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")(y, dilation)
+        extra, mel_bias = None, jnp.zeros((2 * c,), self.dtype)
         if mel is not None:
-            y = y + nn.Dense(2 * c, dtype=self.dtype, name="conditioner_projection")(mel)
-        gate, filt = jnp.split(y, 2, axis=-1)
+            mel_kernel, mel_bias = Affine(mel.shape[-1], 2 * c, self.dtype,
+                                          name="conditioner_projection")()
+            extra = (mel, mel_kernel)
+        conv = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")
+        gate, filt = conv(y, dilation, extra, blocks=2)
+        gate = checkpoint_name(gate + mel_bias[:c].reshape(1, 1, -1), PREACTIVATION)
+        filt = checkpoint_name(filt + mel_bias[c:].reshape(1, 1, -1), PREACTIVATION)
         y = nn.sigmoid(gate) * jnp.tanh(filt)
-        residual, skip = jnp.split(nn.Dense(2 * c, dtype=self.dtype, name="output_projection")(y),
-                                   2, axis=-1)
+        kernel, bias = Affine(c, 2 * c, self.dtype, name="output_projection")()
+        residual = y @ kernel[:, :c] + bias[:c].reshape(1, 1, -1)
+        skip = y @ kernel[:, c:] + bias[c:].reshape(1, 1, -1)
         return (x + residual) / math.sqrt(2.0), skip
 
 
@@ -175,13 +234,15 @@ class DiffWave(nn.Module):
         return h.astype(x.dtype)
 
     def _scanned_layers(self, h: jax.Array, emb: jax.Array, mel: jax.Array | None) -> jax.Array:
-        """The residual stack as one scan; carry (h, skip sum) [B, L, C] each. Returns the sum."""
+        """The residual stack as one scan; carry (h, skip sum) [B, L, C] each. Returns the sum.
+        Each layer keeps only its input and `PREACTIVATION` for the backward pass."""
         if self.conv_impl != "shifted":
             raise ValueError(f"scan_layers=True needs conv_impl='shifted' (a traced dilation); "
                              f"got {self.conv_impl!r}")
         dilations = 2 ** (jnp.arange(self.residual_layers, dtype=jnp.int32) % self.dilation_cycle)
         run = scan.scan_blocks(_scan_body, length=self.residual_layers,
-                               in_axes=(0, nn.broadcast, nn.broadcast), remat=self.remat)
+                               in_axes=(0, nn.broadcast, nn.broadcast), remat=self.remat,
+                               policy=jax.checkpoint_policies.save_only_these_names(PREACTIVATION))
         layer = ResidualLayer(self.residual_channels, 2 ** (self.dilation_cycle - 1),
                               self.conv_impl, self.dtype, name="layers")
         (_, skip), _ = run(layer, (h, jnp.zeros_like(h)), dilations, emb, mel)

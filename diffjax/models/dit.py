@@ -392,7 +392,7 @@ class DiT(nn.Module):
                         shared_modulation=self.modulation == "single", dtype=self.dtype)
         if self.scan_layers:
             run = scan.scan_blocks(_scan_body, length=self.depth, in_axes=(nn.broadcast,) * 5,
-                                   remat=self.remat)
+                                   remat=self.remat, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
             h, _ = run(DiTBlock(**block_kw, name="blocks"), h, block_c, positions, mask, tokens,
                        tokens_mask)
         else:

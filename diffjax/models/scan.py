@@ -26,16 +26,24 @@ LAYERS_AXIS = "layers"  # the logical axis name of the stacked (leading) paramet
 SCANNED_NAMES = {"layer_": "layers", "block_": "blocks"}
 
 
-def scan_blocks(body: Callable, *, length: int, in_axes: tuple, remat: bool = False) -> Callable:
+def scan_blocks(body: Callable, *, length: int, in_axes: tuple, remat: bool = False,
+                policy: Callable | None = None) -> Callable:
     """`nn.scan` of `body(block, carry, *xs) -> (carry, None)` over `length` blocks.
 
     Parameters are stacked on axis 0 (`variable_axes={'params': 0}`) and named `LAYERS_AXIS`;
     'params' and 'dropout' rngs are split per block. `in_axes` has one entry per `xs`: 0 for
     a per-block input `[length, ...]`, `nn.broadcast` for one shared by every block (conditioning).
     Call the result as `fn(Block(..., name=stacked), carry, *xs) -> (carry, None)`.
+
+    `policy` (without `remat`): a `jax.checkpoint_policies` policy choosing the intermediates each
+    block keeps for its backward pass; the rest is recomputed. A scan stacks every kept
+    intermediate into a zero-initialised `[length, ...]` buffer, so keeping only what is costly to
+    recompute (a matmul's output, not the concatenation feeding it) saves both memory and time.
     """
-    if remat:
-        body = nn.remat(body, prevent_cse=False)  # inside a scan CSE cannot merge recomputations
+    if remat:  # prevent_cse=False: inside a scan CSE cannot merge recomputations
+        body = nn.remat(body, prevent_cse=False)
+    elif policy is not None:
+        body = nn.remat(body, prevent_cse=False, policy=policy)
     return nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
                    in_axes=in_axes, length=length, metadata_params={nn.PARTITION_NAME: LAYERS_AXIS})
 

@@ -98,6 +98,16 @@ def test_diffwave_conv_impls_agree():
     xp = np.pad(np.asarray(x), ((0, 0), (4, 4), (0, 0)))
     ref = sum(xp[:, 4 * k:4 * k + 200] @ w[k] for k in range(3))
     np.testing.assert_allclose(shifted.apply(params, x), ref, atol=1e-4)
+    # The folded extra features (DiffWave's mel projection) and the output in blocks.
+    feats, w_extra = jax.random.normal(KEY, (B, 200, 3)), jax.random.normal(jax.random.PRNGKey(5), (3, 6))
+    full = ref + np.asarray(feats) @ np.asarray(w_extra)[:, :5] + np.asarray(params["params"]["bias"])
+    for conv in (shifted, xla):
+        wide = diffwave_lib.DilatedConv3(6, dilation=4, impl=conv.impl)
+        p6 = {"params": {"kernel": jnp.pad(params["params"]["kernel"], ((0, 0), (0, 0), (0, 1))),
+                         "bias": jnp.pad(params["params"]["bias"], (0, 1))}}
+        blocks = wide.apply(p6, x, extra=(feats, w_extra), blocks=2)
+        assert len(blocks) == 2 and blocks[0].shape == (B, 200, 3)
+        np.testing.assert_allclose(jnp.concatenate(blocks, -1)[..., :5], full, atol=1e-4)
 
 
 def test_unknown_model_and_size_errors():
@@ -135,3 +145,26 @@ def test_patched_unet1d_round_trips_and_keeps_shapes():
     params, y, grads = init_apply(model, x, jnp.zeros(B), cond)
     assert y.shape == x.shape and params["params"]["conv_in"]["kernel"].shape[1] == 4 * 2 + 10
     assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(grads))
+
+
+def test_diffwave_residual_layer_is_the_papers_layer():
+    # Kong et al. 2021, Fig. 2, in numpy: h = x + W_d e; y = dilated_conv(h) + W_m mel;
+    # z = sigmoid(y[:C]) tanh(y[C:]); (r, s) = W_o z; out = ((x + r) / sqrt 2, s).
+    c, d, length = 4, 2, 30
+    k = jax.random.split(KEY, 3)
+    x, emb, mel = (jax.random.normal(k[0], (B, length, c)), jax.random.normal(k[1], (B, 6)),
+                   jax.random.normal(k[2], (B, length, 5)))
+    layer = diffwave_lib.ResidualLayer(c, d)
+    params = jax.tree.map(lambda a: a + 0.1, layer.init(KEY, x, emb, mel))  # non-zero biases
+    p = jax.tree.map(np.asarray, params["params"])
+    h = np.asarray(x) + (np.asarray(emb) @ p["diffusion_projection"]["kernel"]
+                         + p["diffusion_projection"]["bias"])[:, None]
+    hp = np.pad(h, ((0, 0), (d, d), (0, 0)))
+    y = sum(hp[:, i * d:i * d + length] @ p["dilated_conv"]["kernel"][i] for i in range(3))
+    y = y + p["dilated_conv"]["bias"] + np.asarray(mel) @ p["conditioner_projection"]["kernel"] \
+        + p["conditioner_projection"]["bias"]
+    z = 1 / (1 + np.exp(-y[..., :c])) * np.tanh(y[..., c:])
+    out = z @ p["output_projection"]["kernel"] + p["output_projection"]["bias"]
+    residual, skip = layer.apply(params, x, emb, mel)
+    np.testing.assert_allclose(residual, (np.asarray(x) + out[..., :c]) / np.sqrt(2), atol=1e-5)
+    np.testing.assert_allclose(skip, out[..., c:], atol=1e-5)

@@ -9,6 +9,8 @@ K u sum|x_k w_k|; with K <= 3 C = 24 (DiffWave tiny) or 4 D = 128 (DiT tiny's ML
 (outputs) and 1e-4 (gradients, two more dot products each) relative to the largest entry bound it.
 Observed: ~2e-7.
 """
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -158,3 +160,34 @@ def test_scanned_block_keeps_activation_constraint_under_a_mesh():
     with parallel.sharding_context(mesh):
         text = jax.jit(model.apply).lower(params, x, c_noise).as_text()
     assert "stablehlo.while" in text and "sharding_constraint" in text and "sharding_constraint" not in plain
+
+
+def _stacked_residual_shapes(model, inputs, depth):
+    """Shapes `[depth, ...]` of the arrays the gradient's program stacks across the scan (the
+    residuals the forward loop keeps for the backward loop), from the lowered StableHLO."""
+    params = unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), *inputs))
+    text = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, *inputs)))).lower(params).as_text()
+    shapes = {tuple(int(d) for d in s.split("x")) for s in re.findall(r"tensor<((?:\d+x)+)f32>", text)
+              for s in [s.rstrip("x")]}
+    return {s for s in shapes if len(s) >= 3 and s[0] == depth}
+
+
+def test_scanned_diffwave_keeps_only_layer_inputs_and_preactivations():
+    # diffwave.PREACTIVATION policy: each layer keeps its input h and the gate's two halves, all
+    # [B, L, C]; the taps + mel concatenation [B, L, 3C + M] is recomputed, never stacked.
+    x, c_noise, cond = _inputs("diffwave")
+    model = get_model("diffwave", size="tiny", scan_layers=True, residual_layers=3)
+    c = model.residual_channels
+    stacked = _stacked_residual_shapes(model, (x, c_noise, cond), 3)
+    activations = {s for s in stacked if s[1:3] == x.shape[:2]}
+    assert activations == {(3,) + x.shape[:2] + (c,)}, stacked
+
+
+def test_scanned_dit_recomputes_attention_instead_of_stacking_it():
+    # dots_with_no_batch_dims_saveable: projections' outputs are kept, the attention logits and
+    # probabilities [B, H, N, N] (batched dots) are recomputed in the backward pass.
+    inputs = _inputs("dit")
+    _, model = _models("dit", 3)
+    n = inputs[0].shape[1] // model.patch_size  # patch tokens (+ global tokens: N >= n)
+    stacked = _stacked_residual_shapes(model, inputs, 3)
+    assert stacked and not any(s[-1] == s[-2] >= n for s in stacked), stacked

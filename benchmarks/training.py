@@ -37,7 +37,11 @@ from diffjax.training.step import make_train_step  # noqa: E402
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
 
-def train_speed(config, steps: int) -> dict:
+def build_train_step(config):
+    """`(step, state, batch, keys, params, model)`: the config's data-parallel train step (one
+    step per call, as `experiments/train.py` compiles it), its replicated initial state, a stacked
+    sharded batch and keys for `step(state, batch, keys) -> (state, metrics)`, the host
+    parameters and the model."""
     mesh = parallel.make_mesh()
     dataset = build_dataset(config.data)
     model = build_model(config, data_spec(dataset))
@@ -52,6 +56,11 @@ def train_speed(config, steps: int) -> dict:
     stacked = parallel.shard_batch(jax.tree.map(lambda v: np.asarray(v)[None], model.host_batch(batch)), mesh,
                                    stacked=True)
     keys = parallel.replicate(jax.random.split(jax.random.PRNGKey(0), 1), mesh)
+    return step, state, stacked, keys, params, model
+
+
+def train_speed(config, steps: int) -> dict:
+    step, state, stacked, keys, params, model = build_train_step(config)
     tic = time.time()
     state, metrics = step(state, stacked, keys)
     jax.block_until_ready(metrics["loss"])

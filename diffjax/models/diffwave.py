@@ -15,9 +15,8 @@ CPU transposed convolutions are slow), then cropped or zero-padded to L.
 Dilated convolutions (`conv_impl`): 'xla' is `lax.conv_general_dilated`; 'shifted' writes the
 kernel-3 dilated conv as three shifted slices concatenated into one [B*L, 3C] x [3C, 2C] matmul,
 which XLA's CPU backend runs faster (see benchmarks/models.py). Both use the same parameters.
-On CPU the layer also folds the mel projection into that matmul and computes the gate, filter,
-residual and skip halves as separate matmuls (no split, no concatenated cotangent); the
-parameters stay the paper's ([3, C, 2C], [M, 2C], [C, 2C]).
+The layer also folds the mel projection into that matmul ([B*L, 3C + M] x [3C + M, 2C]); the
+parameters stay the paper's ([3, C, 2C] and [M, 2C]).
 
 `scan_layers=True` runs the layers as one `nn.scan` (`diffjax.models.scan`): parameters stacked
 `[layers, ...]` under 'layers', the skip sum a scan carry, and the dilation 2^(i mod cycle) a
@@ -62,8 +61,6 @@ class DilatedConv3(nn.Module):
       padding), as a scanned stack of layers gives; 'shifted' only.
     - `extra` = (features [B, L, M], kernel [M, F]): adds `features @ kernel` in the same matmul
       ([B L, 3C + M] x [3C + M, F]); DiffWave folds its mel projection in.
-    - `blocks` > 1: returns the output as `blocks` equal channel blocks, each its own matmul
-      (no split in the forward pass, no concatenated cotangent in the backward).
     """
 
     features: int
@@ -73,7 +70,7 @@ class DilatedConv3(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, dilation: jax.Array | None = None,
-                 extra: tuple[jax.Array, jax.Array] | None = None, blocks: int = 1):
+                 extra: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
         c, d = x.shape[-1], self.dilation
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, c, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
@@ -91,22 +88,19 @@ class DilatedConv3(nn.Module):
         if extra is not None:
             inputs.append(extra[0].astype(self.dtype))
             kernels.append(extra[1].astype(self.dtype))
-        outputs = [0.0] * blocks
+        y = 0.0
         if inputs:
-            lhs = jnp.concatenate(inputs, axis=-1)
-            outputs = [lhs @ k for k in jnp.split(jnp.concatenate(kernels), blocks, axis=-1)]
+            y = jnp.concatenate(inputs, axis=-1) @ jnp.concatenate(kernels)
         if self.impl == "xla":
-            conv = jax.lax.conv_general_dilated(x, kernel.reshape(3, c, -1), (1,), [(d, d)],
-                                                rhs_dilation=(d,),
-                                                dimension_numbers=("NWC", "WIO", "NWC"))
-            outputs = [o + y for o, y in zip(outputs, jnp.split(conv, blocks, axis=-1))]
-        outputs = [o + b.reshape(1, 1, -1) for o, b in zip(outputs, jnp.split(bias, blocks))]
-        return outputs[0] if blocks == 1 else tuple(outputs)
+            y = y + jax.lax.conv_general_dilated(x, kernel.reshape(3, c, -1), (1,), [(d, d)],
+                                                 rhs_dilation=(d,),
+                                                 dimension_numbers=("NWC", "WIO", "NWC"))
+        return y + bias.reshape(1, 1, -1)
 
 
 class Affine(nn.Module):
     """The parameters of a dense map, `kernel` [in, out] (LeCun normal, as `nn.Dense`) and `bias`
-    [out] (zeros), for layers that apply them in pieces; returns them in `dtype`."""
+    [out] (zeros), for a layer that folds them into another matmul; returns them in `dtype`."""
 
     features_in: int
     features: int
@@ -147,17 +141,17 @@ class TransposedConv(nn.Module):
         return y[:, s // 2:s // 2 + t * s] + bias
 
 
-PREACTIVATION = "diffwave_preactivation"  # what a scanned stack keeps for its backward pass
+PREACTIVATION = "diffwave_preactivation"  # what a layer keeps for its backward pass
+KEEP_PREACTIVATIONS = jax.checkpoint_policies.save_only_these_names(PREACTIVATION)
 
 
 class ResidualLayer(nn.Module):
     """One DiffWave residual layer (Kong et al. 2021, Fig. 2). Returns (residual out, skip).
 
     Written for XLA's CPU backend (benchmarks/diffwave_profile.py): the mel projection is folded
-    into the dilated conv's matmul, and the output projection runs as two [C, C] matmuls (residual,
-    skip) instead of one [C, 2C] and a split, whose backward concatenates and transposes. The
-    parameters are the paper's (`output_projection` kernel [C, 2C]). The gate's pre-activation is
-    tagged `PREACTIVATION`: a scanned stack keeps only it and the layer input for the backward pass.
+    into the dilated conv's matmul (`conditioner_projection` keeps the paper's [M, 2C] kernel), and
+    the gate's pre-activation is tagged `PREACTIVATION`: with `KEEP_PREACTIVATIONS` a layer keeps
+    only it and its input for the backward pass and recomputes the taps and the gate.
     """
 
     channels: int
@@ -176,13 +170,10 @@ class ResidualLayer(nn.Module):
                                           name="conditioner_projection")()
             extra = (mel, mel_kernel)
         conv = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")
-        gate, filt = conv(y, dilation, extra, blocks=2)
-        gate = checkpoint_name(gate + mel_bias[:c].reshape(1, 1, -1), PREACTIVATION)
-        filt = checkpoint_name(filt + mel_bias[c:].reshape(1, 1, -1), PREACTIVATION)
-        y = nn.sigmoid(gate) * jnp.tanh(filt)
-        kernel, bias = Affine(c, 2 * c, self.dtype, name="output_projection")()
-        residual = y @ kernel[:, :c] + bias[:c].reshape(1, 1, -1)
-        skip = y @ kernel[:, c:] + bias[c:].reshape(1, 1, -1)
+        y = checkpoint_name(conv(y, dilation, extra) + mel_bias.reshape(1, 1, -1), PREACTIVATION)
+        y = nn.sigmoid(y[..., :c]) * jnp.tanh(y[..., c:])
+        out = nn.Dense(2 * c, dtype=self.dtype, name="output_projection")(y)
+        residual, skip = jnp.split(out, 2, axis=-1)
         return (x + residual) / math.sqrt(2.0), skip
 
 
@@ -221,7 +212,7 @@ class DiffWave(nn.Module):
         if self.scan_layers:
             skip = self._scanned_layers(h, emb, mel)
         else:
-            layer = nn.remat(ResidualLayer) if self.remat else ResidualLayer
+            layer = nn.remat(ResidualLayer, policy=None if self.remat else KEEP_PREACTIVATIONS)
             skip = 0.0
             for i in range(self.residual_layers):
                 h, s = layer(c, 2 ** (i % self.dilation_cycle), self.conv_impl, self.dtype,
@@ -242,7 +233,7 @@ class DiffWave(nn.Module):
         dilations = 2 ** (jnp.arange(self.residual_layers, dtype=jnp.int32) % self.dilation_cycle)
         run = scan.scan_blocks(_scan_body, length=self.residual_layers,
                                in_axes=(0, nn.broadcast, nn.broadcast), remat=self.remat,
-                               policy=jax.checkpoint_policies.save_only_these_names(PREACTIVATION))
+                               policy=KEEP_PREACTIVATIONS)
         layer = ResidualLayer(self.residual_channels, 2 ** (self.dilation_cycle - 1),
                               self.conv_impl, self.dtype, name="layers")
         (_, skip), _ = run(layer, (h, jnp.zeros_like(h)), dilations, emb, mel)

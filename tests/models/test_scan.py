@@ -173,14 +173,14 @@ def _stacked_residual_shapes(model, inputs, depth):
 
 
 def test_scanned_diffwave_keeps_only_layer_inputs_and_preactivations():
-    # diffwave.PREACTIVATION policy: each layer keeps its input h and the gate's two halves, all
-    # [B, L, C]; the taps + mel concatenation [B, L, 3C + M] is recomputed, never stacked.
+    # diffwave.KEEP_PREACTIVATIONS: each layer keeps its input h [B, L, C] and the gate's
+    # pre-activation [B, L, 2C]; the taps + mel concatenation [B, L, 3C + M] is recomputed.
     x, c_noise, cond = _inputs("diffwave")
     model = get_model("diffwave", size="tiny", scan_layers=True, residual_layers=3)
     c = model.residual_channels
     stacked = _stacked_residual_shapes(model, (x, c_noise, cond), 3)
     activations = {s for s in stacked if s[1:3] == x.shape[:2]}
-    assert activations == {(3,) + x.shape[:2] + (c,)}, stacked
+    assert activations == {(3,) + x.shape[:2] + (c,), (3,) + x.shape[:2] + (2 * c,)}, stacked
 
 
 def test_scanned_dit_recomputes_attention_instead_of_stacking_it():

@@ -1,0 +1,129 @@
+"""Where one train step of a shipped config spends its time (issue 22, "the quick start's step").
+
+    python benchmarks/step_profile.py                              # configs/default.py
+    python benchmarks/step_profile.py --config diffwave --top 15   # any configs/<name>.py
+    python benchmarks/step_profile.py --update_readme              # refresh README's step-profile table
+
+Builds the config's data-parallel train step exactly as `benchmarks/training.py` times it, runs it
+once under `jax.profiler.trace` (XLA's CPU thunks traced, `--xla_cpu_enable_xprof_traceme`), and
+attributes each executed XLA op to the model code that produced it through the op's `op_name`
+metadata in the compiled HLO. Rows (JSON lines): the share of traced op time per
+(pass, part): pass is forward or backward (`transpose(jvp(...))`) or update (optimizer, EMA);
+part is the first module path component under the network (e.g. `block_3/attn` -> `attn`,
+DiffWave's `layers/dilated_conv` -> `dilated_conv`) or the op kind outside it. Then the `--top`
+ops by time.
+
+The trace times each thunk on the thread that runs it; XLA's CPU runtime may overlap independent
+ops, so the shares are of traced op time, not of wall time (the step's wall time is printed too).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import importlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+
+from benchmarks.tables import machine, replace_block  # noqa: E402
+from benchmarks.training import build_train_step  # noqa: E402
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", re.M)
+_NETWORK_ROOTS = ("DiT", "DiffWave", "UNet1D", "UNet2D", "MLP", "MPDiT", "MPUNet")
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+    """Compiled HLO text -> {instruction name: its `op_name` metadata} (fusions and plain ops)."""
+    return {m.group(1): m.group(2) for m in _INSTRUCTION.finditer(hlo_text)}
+
+
+def attribute(op_name: str) -> tuple[str, str]:
+    """`op_name` metadata -> (pass, part). pass: 'backward' under `transpose(...)`, 'forward'
+    inside the network's jvp, else 'update'. part: the module path under the network with block
+    indices and scan plumbing dropped (first component), else the primitive's name."""
+    path = op_name.split("/")
+    backward = any(p.startswith("transpose(") for p in path)
+    modules = [p for p in path if not p.startswith(("jit(", "jvp(", "transpose(", "checkpoint", "rematted",
+                                                    "while", "body", "closed_call", "cond", "branch"))]
+    network = next((i for i, p in enumerate(path) if p.split("(")[-1].rstrip(")") in _NETWORK_ROOTS), None)
+    if network is None:
+        return ("backward" if backward else "update"), (modules[-1] if modules else "other")
+    inner = [p for p in modules if p not in path[:network + 1]]
+    inner = [re.sub(r"_\d+$", "", p) for p in inner if not re.fullmatch(r"(block|layer)_\d+|blocks|layers|"
+                                                                          r"[A-Za-z]+\._\w+", p)]
+    part = inner[0] if len(inner) > 1 else (inner[0] if inner else "network")
+    return ("backward" if backward else "forward"), part
+
+
+def trace_durations(directory: str) -> dict[str, float]:
+    """Perfetto trace in `directory` -> {op name: total microseconds} of its complete events."""
+    path = next(os.path.join(d, f) for d, _, files in os.walk(directory) for f in files
+                if f.endswith(".trace.json.gz"))
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    totals: dict[str, float] = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(("$", "ThunkExecutor", "SlinkyThreadPool")):
+            totals[e["name"]] += e.get("dur", 0)
+    return dict(totals)
+
+
+def profile(config_name: str) -> tuple[list[dict], list[dict], float]:
+    """(share rows by pass and part, top ops, step seconds) of one traced step of `config_name`."""
+    config = importlib.import_module(f"configs.{config_name}").get_config()
+    step, state, batch, keys, _, _ = build_train_step(config)
+    names = op_names(step.lower(state, batch, keys).compile().as_text())
+    state, metrics = step(state, batch, keys)  # compile + warm-up
+    jax.block_until_ready(metrics["loss"])
+    with tempfile.TemporaryDirectory() as directory:
+        with jax.profiler.trace(directory, create_perfetto_trace=True):
+            tic = time.perf_counter()
+            state, metrics = step(state, batch, keys)
+            jax.block_until_ready(metrics["loss"])
+            wall = time.perf_counter() - tic
+        durations = trace_durations(directory)
+    total = sum(durations.values()) or 1.0
+    groups: dict[tuple[str, str], float] = collections.Counter()
+    for op, us in durations.items():
+        groups[attribute(names.get(op, op))] += us
+    shares = [{"config": config_name, "pass": p, "part": part, "ms": round(us / 1e3, 1),
+               "share": round(us / total, 3)} for (p, part), us in sorted(groups.items(), key=lambda kv: -kv[1])]
+    top = [{"config": config_name, "op": op, "ms": round(us / 1e3, 1), "share": round(us / total, 3),
+            "from": names.get(op, "")[-90:]} for op, us in sorted(durations.items(), key=lambda kv: -kv[1])]
+    return shares, top, wall
+
+
+def table(config_name: str, shares: list[dict], wall: float, *, rows: int = 12) -> str:
+    head = [f"`python benchmarks/step_profile.py --config {config_name}` on {machine()}: one train step "
+            f"({wall:.2f} s wall, traced), traced op time by pass and part.", "",
+            "| pass | part | ms | share |", "|---|---|---:|---:|"]
+    return "\n".join(head + [f"| {r['pass']} | {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f} % |"
+                             for r in shares[:rows]])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="default", help="configs/<name>.py")
+    parser.add_argument("--top", type=int, default=10, help="ops to list by time")
+    parser.add_argument("--update_readme", action="store_true")
+    args = parser.parse_args()
+    shares, top, wall = profile(args.config)
+    print(json.dumps({"config": args.config, "step_s": round(wall, 3), "machine": machine()}), flush=True)
+    for row in shares + top[:args.top]:
+        print(json.dumps(row), flush=True)
+    if args.update_readme:
+        replace_block(README, "step-profile", table(args.config, shares, wall))
+
+
+if __name__ == "__main__":
+    main()

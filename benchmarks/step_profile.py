@@ -8,8 +8,8 @@ Builds the config's data-parallel train step exactly as `benchmarks/training.py`
 once under `jax.profiler.trace` (XLA's CPU thunks traced, `--xla_cpu_enable_xprof_traceme`), and
 attributes each executed XLA op to the model code that produced it through the op's `op_name`
 metadata in the compiled HLO. Rows (JSON lines): the share of traced op time per
-(pass, part): pass is forward or backward (`transpose(jvp(...))`) or update (optimizer, EMA);
-part is the first module path component under the network (e.g. `block_3/attn` -> `attn`,
+(pass, part): pass is forward or backward (`transpose(jvp(...))`) inside the network, or
+outside it (loss, optimizer, EMA); part is the first module path component under the network (e.g. `block_3/attn` -> `attn`,
 DiffWave's `layers/dilated_conv` -> `dilated_conv`) or the op kind outside it. Then the `--top`
 ops by time.
 
@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -39,6 +38,7 @@ from benchmarks.training import build_train_step  # noqa: E402
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", re.M)
+OUTSIDE = "outside (loss, optimizer, EMA)"
 _NETWORK_ROOTS = ("DiT", "DiffWave", "UNet1D", "UNet2D", "MLP", "MPDiT", "MPUNet")
 
 
@@ -49,15 +49,15 @@ def op_names(hlo_text: str) -> dict[str, str]:
 
 def attribute(op_name: str) -> tuple[str, str]:
     """`op_name` metadata -> (pass, part). pass: 'backward' under `transpose(...)`, 'forward'
-    inside the network's jvp, else 'update'. part: the module path under the network with block
-    indices and scan plumbing dropped (first component), else the primitive's name."""
+    inside the network, else OUTSIDE. part: the first module under the network, block indices and
+    scan plumbing dropped, else the primitive's name."""
     path = op_name.split("/")
     backward = any(p.startswith("transpose(") for p in path)
     modules = [p for p in path if not p.startswith(("jit(", "jvp(", "transpose(", "checkpoint", "rematted",
                                                     "while", "body", "closed_call", "cond", "branch"))]
     network = next((i for i, p in enumerate(path) if p.split("(")[-1].rstrip(")") in _NETWORK_ROOTS), None)
     if network is None:
-        return ("backward" if backward else "update"), (modules[-1] if modules else "other")
+        return ("backward" if backward else OUTSIDE), (modules[-1] if modules else "other")
     inner = [p for p in modules if p not in path[:network + 1]]
     inner = [re.sub(r"_\d+$", "", p) for p in inner if not re.fullmatch(r"(block|layer)_\d+|blocks|layers|"
                                                                           r"[A-Za-z]+\._\w+", p)]
@@ -66,20 +66,21 @@ def attribute(op_name: str) -> tuple[str, str]:
 
 
 def trace_durations(directory: str) -> dict[str, float]:
-    """Perfetto trace in `directory` -> {op name: total microseconds} of its complete events."""
+    """Perfetto trace in `directory` -> {event name: total microseconds} of its complete events."""
     path = next(os.path.join(d, f) for d, _, files in os.walk(directory) for f in files
                 if f.endswith(".trace.json.gz"))
     events = json.load(gzip.open(path))
     events = events["traceEvents"] if isinstance(events, dict) else events
     totals: dict[str, float] = collections.Counter()
     for e in events:
-        if e.get("ph") == "X" and not e["name"].startswith(("$", "ThunkExecutor", "SlinkyThreadPool")):
+        if e.get("ph") == "X":
             totals[e["name"]] += e.get("dur", 0)
     return dict(totals)
 
 
-def profile(config_name: str) -> tuple[list[dict], list[dict], float]:
-    """(share rows by pass and part, top ops, step seconds) of one traced step of `config_name`."""
+def profile(config_name: str, min_share: float = 0.005) -> tuple[list[dict], list[dict], float]:
+    """(share rows by pass and part, top ops, step seconds) of one traced step of `config_name`;
+    parts under `min_share` of the traced op time are summed into one row."""
     config = importlib.import_module(f"configs.{config_name}").get_config()
     step, state, batch, keys, _, _ = build_train_step(config)
     names = op_names(step.lower(state, batch, keys).compile().as_text())
@@ -91,11 +92,15 @@ def profile(config_name: str) -> tuple[list[dict], list[dict], float]:
             state, metrics = step(state, batch, keys)
             jax.block_until_ready(metrics["loss"])
             wall = time.perf_counter() - tic
-        durations = trace_durations(directory)
+        durations = {op: us for op, us in trace_durations(directory).items() if op in names}  # XLA ops only
     total = sum(durations.values()) or 1.0
     groups: dict[tuple[str, str], float] = collections.Counter()
     for op, us in durations.items():
         groups[attribute(names.get(op, op))] += us
+    small = sum(us for us in groups.values() if us < min_share * total)
+    groups = {k: us for k, us in groups.items() if us >= min_share * total}
+    if small:
+        groups[("all", f"parts under {100 * min_share:g} % each")] = small
     shares = [{"config": config_name, "pass": p, "part": part, "ms": round(us / 1e3, 1),
                "share": round(us / total, 3)} for (p, part), us in sorted(groups.items(), key=lambda kv: -kv[1])]
     top = [{"config": config_name, "op": op, "ms": round(us / 1e3, 1), "share": round(us / total, 3),
@@ -117,6 +122,8 @@ def main():
     parser.add_argument("--top", type=int, default=10, help="ops to list by time")
     parser.add_argument("--update_readme", action="store_true")
     args = parser.parse_args()
+    # Trace XLA's CPU thunks; read when the backend starts, which is after this (nothing ran yet).
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
     shares, top, wall = profile(args.config)
     print(json.dumps({"config": args.config, "step_s": round(wall, 3), "machine": machine()}), flush=True)
     for row in shares + top[:args.top]:

@@ -2,7 +2,7 @@
 
     python benchmarks/step_profile.py                              # configs/default.py
     python benchmarks/step_profile.py --config diffwave --top 15   # any configs/<name>.py
-    python benchmarks/step_profile.py --update_readme              # refresh README's step-profile table
+    python benchmarks/step_profile.py --update_readme              # refresh README's step-profile-<config> table
 
 Builds the config's data-parallel train step exactly as `benchmarks/training.py` times it, runs it
 once under `jax.profiler.trace` (XLA's CPU thunks traced, `--xla_cpu_enable_xprof_traceme`), and
@@ -11,7 +11,7 @@ metadata in the compiled HLO. Rows (JSON lines): the share of traced op time per
 (pass, part): pass is forward or backward (`transpose(jvp(...))`) inside the network, or
 outside it (loss, optimizer, EMA); part is the first module path component under the network (e.g. `block_3/attn` -> `attn`,
 DiffWave's `layers/dilated_conv` -> `dilated_conv`) or the op kind outside it. Then the `--top`
-ops by time.
+ops by time, and the split by op kind (`op_kind`).
 
 The trace times each thunk on the thread that runs it; XLA's CPU runtime may overlap independent
 ops, so the shares are of traced op time, not of wall time (the step's wall time is printed too).
@@ -39,6 +39,8 @@ from benchmarks.training import build_train_step  # noqa: E402
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", re.M)
 OUTSIDE = "outside (loss, optimizer, EMA)"
+_MOVEMENT = {"copy", "transpose", "concatenate", "pad", "slice", "dynamic-slice", "dynamic-update-slice",
+             "broadcast", "bitcast", "reshape", "select"}
 _NETWORK_ROOTS = ("DiT", "DiffWave", "UNet1D", "UNet2D", "MLP", "MPDiT", "MPUNet")
 
 
@@ -51,6 +53,8 @@ def attribute(op_name: str) -> tuple[str, str]:
     """`op_name` metadata -> (pass, part). pass: 'backward' under `transpose(...)`, 'forward'
     inside the network, else OUTSIDE. part: the first module under the network, block indices and
     scan plumbing dropped, else the primitive's name."""
+    if not op_name.startswith("jit("):  # metadata naming an argument: a copy of the train state
+        return OUTSIDE, "state copies"
     path = op_name.split("/")
     backward = any(p.startswith("transpose(") for p in path)
     modules = [p for p in path if not p.startswith(("jit(", "jvp(", "transpose(", "checkpoint", "rematted",
@@ -63,6 +67,17 @@ def attribute(op_name: str) -> tuple[str, str]:
                                                                           r"[A-Za-z]+\._\w+", p)]
     part = inner[0] if len(inner) > 1 else (inner[0] if inner else "network")
     return ("backward" if backward else "forward"), part
+
+
+def op_kind(instruction: str) -> str:
+    """An executed XLA instruction's kind from its name (XLA names a fusion after its ops):
+    'matmul' (YNNPACK/Eigen dots and convolutions), 'data movement' (only copies, transposes,
+    concatenations, pads, slices, scan-buffer updates, broadcasts) or 'elementwise and reductions'
+    (anything computing, possibly fused with movement)."""
+    if instruction.startswith(("ynn_fusion", "dot", "convolution")):
+        return "matmul"
+    ops = set(re.sub(r"\.\d+$", "", instruction).split("_")) - {"fusion", "wrapped"}
+    return "data movement" if ops and ops <= _MOVEMENT else "elementwise and reductions"
 
 
 def trace_durations(directory: str) -> dict[str, float]:
@@ -103,17 +118,27 @@ def profile(config_name: str, min_share: float = 0.005) -> tuple[list[dict], lis
         groups[("all", f"parts under {100 * min_share:g} % each")] = small
     shares = [{"config": config_name, "pass": p, "part": part, "ms": round(us / 1e3, 1),
                "share": round(us / total, 3)} for (p, part), us in sorted(groups.items(), key=lambda kv: -kv[1])]
+    kinds: dict[str, float] = collections.Counter()
+    for op, us in durations.items():
+        kinds[op_kind(op)] += us
+    shares += [{"config": config_name, "kind": k, "ms": round(us / 1e3, 1), "share": round(us / total, 3)}
+               for k, us in sorted(kinds.items(), key=lambda kv: -kv[1])]
     top = [{"config": config_name, "op": op, "ms": round(us / 1e3, 1), "share": round(us / total, 3),
             "from": names.get(op, "")[-90:]} for op, us in sorted(durations.items(), key=lambda kv: -kv[1])]
     return shares, top, wall
 
 
-def table(config_name: str, shares: list[dict], wall: float, *, rows: int = 12) -> str:
-    head = [f"`python benchmarks/step_profile.py --config {config_name}` on {machine()}: one train step "
-            f"({wall:.2f} s wall, traced), traced op time by pass and part.", "",
-            "| pass | part | ms | share |", "|---|---|---:|---:|"]
-    return "\n".join(head + [f"| {r['pass']} | {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f} % |"
-                             for r in shares[:rows]])
+def table(config_name: str, shares: list[dict], wall: float, *, rows: int = 10) -> str:
+    """Markdown: the largest (pass, part) rows, then the split by op kind."""
+    parts = [r for r in shares if "part" in r][:rows]
+    kinds = [r for r in shares if "kind" in r]
+    lines = [f"`python benchmarks/step_profile.py --config {config_name}` on {machine()}: one train step "
+             f"({wall:.2f} s wall, traced); traced op time by pass and part, then by op kind.", "",
+             "| pass | part | ms | share |", "|---|---|---:|---:|"]
+    lines += [f"| {r['pass']} | {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f} % |" for r in parts]
+    lines += ["", "| op kind | ms | share |", "|---|---:|---:|"]
+    lines += [f"| {r['kind']} | {r['ms']:.1f} | {100 * r['share']:.1f} % |" for r in kinds]
+    return "\n".join(lines)
 
 
 def main():
@@ -129,7 +154,7 @@ def main():
     for row in shares + top[:args.top]:
         print(json.dumps(row), flush=True)
     if args.update_readme:
-        replace_block(README, "step-profile", table(args.config, shares, wall))
+        replace_block(README, f"step-profile-{args.config}", table(args.config, shares, wall))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ def test_attribute_pass_and_part():
     assert step_profile.attribute(scanned) == ("backward", "dilated_conv")
     assert step_profile.attribute("jit(train_step)/jvp(DiT)/final_proj/dot_general") == ("forward", "final_proj")
     assert step_profile.attribute("jit(train_step)/add") == (step_profile.OUTSIDE, "add")
+    assert step_profile.attribute("state.params['block_0']['attn']['query']['kernel']") == (
+            step_profile.OUTSIDE, "state copies")
 
 
 def test_op_names_read_the_compiled_programs_metadata():
@@ -28,3 +30,12 @@ def test_op_names_read_the_compiled_programs_metadata():
     assert names and all(isinstance(v, str) for v in names.values())
     assert any("dot_general" in v for v in names.values()) and any("tanh" in v for v in names.values())
     assert set(names) <= set(re.findall(r"%([\w.\-]+) = ", text))
+
+
+def test_op_kind_from_instruction_names():
+    assert step_profile.op_kind("ynn_fusion.12") == step_profile.op_kind("dot.108") == "matmul"
+    for name in ("copy_bitcast_fusion.1", "concatenate.25", "bitcast_dynamic-update-slice_fusion.2",
+                 "wrapped_broadcast.3", "slice_pad_fusion"):
+        assert step_profile.op_kind(name) == "data movement", name
+    assert step_profile.op_kind("multiply_add_fusion") == "elementwise and reductions"
+    assert step_profile.op_kind("slice_tanh_fusion") == "elementwise and reductions"  # a tanh, fused

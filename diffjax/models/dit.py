@@ -391,8 +391,11 @@ class DiT(nn.Module):
                         cross_attention=self.cross_attention_dim > 0,
                         shared_modulation=self.modulation == "single", dtype=self.dtype)
         if self.scan_layers:
+            # Keep the projections' outputs, recompute attention logits and probabilities
+            # [B, H, N, N] in the backward pass (benchmarks/compile.py: faster than keeping them).
             run = scan.scan_blocks(_scan_body, length=self.depth, in_axes=(nn.broadcast,) * 5,
-                                   remat=self.remat, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+                                   remat=self.remat,
+                                   policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
             h, _ = run(DiTBlock(**block_kw, name="blocks"), h, block_c, positions, mask, tokens,
                        tokens_mask)
         else:

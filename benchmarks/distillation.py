@@ -32,6 +32,7 @@ from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from configs import default, distill_cd  # noqa: E402
 from diffjax import audio, sampling  # noqa: E402,F401  (audio: registers the datasets)
 from diffjax.data import build_dataset  # noqa: E402
 from diffjax.evaluation import embed_all, frechet_distance_features, get_embedder, report  # noqa: E402
@@ -58,8 +59,6 @@ DOC_START, DOC_END = "<!-- benchmark:distillation:start -->", "<!-- benchmark:di
 
 def train_quick(steps: int, student_steps: int, root: str) -> tuple[str, list[str]]:
     """A short quick-start teacher and a CD student from it (skipped where a checkpoint exists)."""
-    from configs import default, distill_cd
-
     teacher_dir, student_dir = os.path.join(root, "teacher"), os.path.join(root, "cd")
     config = default.get_config()
     config.training.num_steps = config.optim.decay_steps = steps

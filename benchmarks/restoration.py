@@ -30,9 +30,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffjax import sampling, toy  # noqa: E402
-from diffjax.restoration import get_method, get_operator, method_nfe  # noqa: E402
+from diffjax import audio, sampling, toy  # noqa: E402,F401  (audio: registers the audio datasets)
+from diffjax.data import build_dataset  # noqa: E402
+from diffjax.jobs.restore import load_restorable_model  # noqa: E402
+from diffjax.restoration import evaluation, get_method, get_operator, method_nfe, method_options  # noqa: E402
+from diffjax.restoration.evaluation import markdown_table  # noqa: E402
 from diffjax.restoration.exact import gaussian_mixture_posterior  # noqa: E402
+from diffjax.restoration.tasks import EVAL_TASKS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("methods", ["replacement", "repaint", "projection", "dps", "pigdm", "pigdm-unbounded", "ddnm",
@@ -95,12 +99,6 @@ def gmm_rows() -> list[dict]:
 
 
 def audio_rows() -> list[dict]:
-    from diffjax import audio  # noqa: F401  (registers the audio datasets)
-    from diffjax.data import build_dataset
-    from diffjax.jobs.restore import load_restorable_model
-    from diffjax.restoration import evaluation, method_options
-    from diffjax.restoration.tasks import EVAL_TASKS
-
     loaded = load_restorable_model(FLAGS.workdir)
     model, denoiser = loaded.model, loaded.model.denoiser(loaded.params)
     dataset = dataclasses.replace(build_dataset(loaded.config.data).eval, crop_seconds=None)
@@ -132,8 +130,6 @@ def _replace_block(text: str, name: str, table: str) -> str:
 
 def main(argv):
     del argv
-    from diffjax.restoration.evaluation import markdown_table
-
     tables = {"restoration-gmm": markdown_table(gmm_rows())} if FLAGS.gmm else {}
     if FLAGS.workdir:
         tables["restoration-audio"] = markdown_table(audio_rows())

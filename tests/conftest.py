@@ -24,6 +24,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_compilation_cache_dir",
                   os.path.join(os.path.expanduser("~"), ".cache", "diffjax", "jax_cache"))
 
+# Project modules after the settings above, so anything they build at import time sees them.
+from configs import waveform  # noqa: E402
+from diffjax.jobs import train_and_evaluate  # noqa: E402
+
 
 @pytest.fixture
 def x64():
@@ -37,9 +41,6 @@ def smoke_audio_workdir(tmp_path_factory):
     """One `configs/waveform.py:smoke` audio model (4 steps), trained once per test session (per
     xdist worker) and shared read-only by the tests of sampling, restoration and evaluation entry
     points. A test that resumes or writes into it must copy it first."""
-    from configs import waveform
-    from diffjax.jobs import train_and_evaluate
-
     path = tmp_path_factory.mktemp("smoke_audio")
     config = waveform.get_config("smoke")
     config.data.cache_dir = str(path / "cache")

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import default
 from configs import likelihood as likelihood_config
 from configs import toy_gmm
 from diffjax.jobs import workdir as workdir_lib
@@ -92,8 +93,6 @@ def test_entry_point_runs(workdir):
 
 def test_a_spectrogram_model_is_refused_with_the_fix(tmp_path):
     """Log-mel frames are not a bijection of the audio: no likelihood of the waveform exists."""
-    from configs import default
-
     workdir_lib.save_config(str(tmp_path), default.get_config())  # the quick start: codec 'mel'
     workdir_lib.save_spec(str(tmp_path), DataSpec(shape=(16000, 1), sample_rate=16000))
     with pytest.raises(ValueError, match="'mel' codec.*configs/waveform.py"):

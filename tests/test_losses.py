@@ -9,6 +9,7 @@ import pytest
 
 from diffjax import data as data_lib
 from diffjax import losses, precond, sde, toy
+from diffjax.models.log_variance import WithLogVariance
 from diffjax.registry import UnknownNameError
 
 STD = np.array([0.5, 2.0])  # per-dimension data std c
@@ -184,7 +185,6 @@ def test_learned_weighting_is_edm2_eq21_and_learns_the_log_variance():
     import flax.linen as nn
     import optax
 
-    from diffjax.models.log_variance import WithLogVariance
 
     s, sigma_data, dim = 0.5, 1.0, 64
     process = sde.get_sde("edm")

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import toy_gmm
 from diffjax import toy
 from diffjax.data import AbstractDataset, build_dataset
 
@@ -46,7 +47,6 @@ def test_hosts_take_disjoint_rows_of_the_global_batch():
 
 
 def test_toy_config_builds_strictly_and_switches_by_name():
-    from configs import toy_gmm
     data = toy_gmm.get_config().data
     ds = build_dataset(data)
     assert ds.num_classes == 8 and ds.example_shape == (2,)

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from configs import default
+from diffjax.audio import captions
 from diffjax.audio import datasets  # noqa: F401  (registers the datasets)
 from diffjax.data import DATASETS, AbstractDataset, build_dataset, get_dataset
+from diffjax.jobs.workdir import data_section_for_reading
 from diffjax.registry import UnknownNameError
 
 SR = 16000
@@ -168,7 +171,6 @@ def test_synth_music_instrument_subset_from_a_json_list(tmp_path):
 
 
 def test_default_config_switches_to_a_folder_by_two_flags(folder, tmp_path):
-    from configs import default
     config = default.get_config()
     config.data.name = "folder"  # as --config.data.name=folder --config.data.folder.root=DIR
     config.data.folder.root = folder
@@ -183,7 +185,6 @@ def test_default_config_switches_to_a_folder_by_two_flags(folder, tmp_path):
 def test_folder_without_cache_dir_uses_the_default_cache(folder, tmp_path, monkeypatch):
     """Regression: `--config.data.name=folder --config.data.folder.root=DIR` with the default
     `cache_dir=None` crashed ("expected str ... not NoneType"); it now caches like synth_music."""
-    from configs import default
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     config = default.get_config()
     config.data.name = "folder"
@@ -260,9 +261,6 @@ def test_file_links_out_of_the_root_are_not_followed_by_default(folder, tmp_path
 def test_a_loaded_workdir_never_chooses_where_caches_are_written():
     """Issue 20, item 8: a `data.cache_dir` in an untrusted config.json is dropped when a job
     rebuilds the workdir's data."""
-    from configs import default
-    from diffjax.jobs.workdir import data_section_for_reading
-
     config = default.get_config()
     config.data.cache_dir = "/somewhere/else"
     assert "cache_dir" not in data_section_for_reading(config)
@@ -282,7 +280,6 @@ def tiny_synth(tmp_path, **kw):
 
 
 def templates_of(ds, i):
-    from diffjax.audio import captions
     labels = {k: ds._data[k][i] for k in LABEL_KEYS}
     return {captions.caption(labels, t) for t in range(captions.num_templates(labels["kind"]))}
 

@@ -11,8 +11,11 @@ import pytest
 
 from configs import autoencoder as autoencoder_config
 from configs import latent as latent_config
+from diffjax.audio.codecs import CODECS
+from diffjax.autoencoder import metrics
 from diffjax.data import build_dataset
 from diffjax.jobs import latents, sample, train_and_evaluate
+from diffjax.jobs.autoencoder import reconstruct
 from diffjax.jobs.workdir import codec_context, load, model_for
 from diffjax.model import data_spec
 
@@ -43,8 +46,6 @@ def test_autoencoder_training_reduces_the_held_out_stft_distance(trained_autoenc
     loaded = load(str(path / "workdir"), kind="autoencoder")
     fresh = loaded.model.init(jax.random.PRNGKey(config.seed))
     clips = np.asarray(build_dataset(config.data).eval.batch(0, 8, seed=0)["x"])
-    from diffjax.autoencoder import metrics
-    from diffjax.jobs.autoencoder import reconstruct
     at_init = float(np.mean(metrics.mr_stft_distance(jnp.asarray(clips),
                                                      jnp.asarray(reconstruct(loaded.model, fresh, clips)))))
     assert results["mr_stft"] < 0.9 * at_init, (results["mr_stft"], at_init)
@@ -124,7 +125,6 @@ def test_latent_codec_needs_its_autoencoder(tmp_path):
     config.codec.latent.workdir = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="train the autoencoder first"):
         codec_context(config)
-    from diffjax.audio.codecs import CODECS
     with pytest.raises(ValueError, match="codec.latent.workdir"):
         CODECS.build({"name": "latent", "latent": {"workdir": ""}})
 

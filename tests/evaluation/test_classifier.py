@@ -5,8 +5,10 @@ import os
 import numpy as np
 import pytest
 
+from configs import classifier as classifier_config
 from diffjax.evaluation import classifier, features
 from diffjax.jobs import classifier as classifier_job
+from diffjax.jobs import workdir as workdir_lib
 
 NUM_CLASSES = 9  # synth_music instruments
 
@@ -39,8 +41,6 @@ def test_embedder_outputs(loaded_classifier, smoke_dataset):
 
 def test_trains_with_the_generic_step_and_checkpoint_manager(trained_classifier):
     """The workdir is laid out as a diffusion one: config.json, model.json and checkpoints/."""
-    from diffjax.jobs import workdir as workdir_lib
-
     workdir, _ = trained_classifier
     assert sorted(os.listdir(workdir_lib.checkpoint_dir(workdir))) == ["30", "60"]
     assert workdir_lib.load_spec(workdir).num_classes == NUM_CLASSES
@@ -61,8 +61,6 @@ def test_no_labels_is_an_error(smoke_config):
 @pytest.mark.slow
 def test_full_config_accuracy(tmp_path, eval_cache):
     """configs/classifier.py (600 steps, 16 kHz): the accuracy stated in docs/evaluation.md."""
-    from configs import classifier as classifier_config
-
     config = classifier_config.get_config()
     config.data.cache_dir = eval_cache
     results = classifier_job.train_classifier(config, str(tmp_path))

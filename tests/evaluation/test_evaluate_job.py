@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 
+from configs import default
 from configs import evaluate as evaluate_config
 from diffjax.conditioners import LabelConditioner
 from diffjax.jobs import evaluate as wd
@@ -26,8 +27,6 @@ class FakeGenerated:
 @pytest.fixture
 def fake_workdir(tmp_path, smoke_config, smoke_dataset, monkeypatch):
     """A diffusion workdir whose 'model' returns held-out clips (seed i -> clip i mod 64)."""
-    from configs import default
-
     config = default.get_config()
     config.data = smoke_config.data
     workdir = str(tmp_path / "run")

@@ -9,6 +9,7 @@ import pytest
 from diffjax.models import MODELS, get_model
 from diffjax.models import diffwave as diffwave_lib
 from diffjax.models import unbox
+from diffjax.models.unet import patchify, unpatchify
 
 KEY = jax.random.PRNGKey(0)
 B = 2
@@ -128,7 +129,6 @@ def test_diffwave_upsampler_is_a_transposed_conv():
 
 
 def test_patched_unet1d_round_trips_and_keeps_shapes():
-    from diffjax.models.unet import patchify, unpatchify
     x = jnp.asarray(np.random.default_rng(0).standard_normal((B, 100, 2)))
     h = patchify(x, 16)
     assert h.shape == (B, 7, 32)  # 100 samples -> 7 patches of 16 x 2 channels, zero-padded

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from diffjax.restoration import OPERATORS, get_method, get_operator
-from diffjax.restoration.filters import synthetic_rir
 from diffjax.restoration.clipping import signal_to_distortion_db
+from diffjax.restoration.filters import synthetic_rir
+from diffjax.restoration.operators import svd_operator_names
+from diffjax.restoration.tasks import TASKS, register_task, task_operator
 
 pytestmark = pytest.mark.usefixtures("x64")
 SR = 8000
@@ -177,8 +179,6 @@ def test_unknown_names_and_svd_errors_list_the_valid_ones():
 
 
 def test_task_snr_adds_measurement_noise_to_any_task():
-    from diffjax.restoration.tasks import task_operator
-
     x = 0.2 * jax.random.normal(jax.random.PRNGKey(0), (2, 1000, 1))
     rms = float(jnp.sqrt(jnp.mean(x**2)))
     op = task_operator("dereverb", 1000, reference=np.asarray(x), rt60=0.3, snr=20.0)
@@ -208,8 +208,6 @@ def test_reverb_reads_a_rir_file_at_any_rate_with_the_direct_path_first(tmp_path
 def test_what_an_operator_offers_is_read_off_its_class_before_it_is_built():
     """`svd_operator_names` and the methods' requirements read one place: the operator's class
     (registered as `builds`), which every built operator is an instance of."""
-    from diffjax.restoration.operators import svd_operator_names
-
     for name, op in {**_audio_ops(), **_toy_ops()}.items():
         assert type(op) is OPERATORS.meta(name)["builds"], name
         assert (name in svd_operator_names()) == op.has_svd == ("svd" in op.capabilities()), name
@@ -219,8 +217,6 @@ def test_what_an_operator_offers_is_read_off_its_class_before_it_is_built():
 
 
 def test_a_task_is_one_registration_and_its_keys_are_checked():
-    from diffjax.restoration.tasks import TASKS, register_task, task_operator
-
     @register_task("quiet_gap_test", operator="gap")
     def quiet_gap(*, sample_rate, noise_sigma=0.0, reference=None, degraded=None, gap_seconds: float = 0.1):
         return get_operator("gap", sample_rate=sample_rate, gap_seconds=gap_seconds, noise_sigma=noise_sigma)

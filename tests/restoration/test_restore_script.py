@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from configs import default
 from configs import restore as restore_config
 from configs import waveform
 from diffjax.audio import io
@@ -240,8 +241,6 @@ def test_evaluation_runs_dereverb_on_long_excerpts_and_blind_bwe_only_on_low_pas
 def test_a_mel_model_is_refused_before_its_weights_load(tmp_path):
     """The quick start's log-mel prior cannot restore waveforms; the message names the config to
     train instead (no checkpoint is needed to find that out). The codec is asked, not its name."""
-    from configs import default
-
     workdir_lib.save_config(str(tmp_path), default.get_config())
     workdir_lib.save_spec(str(tmp_path), DataSpec(shape=(16000, 1), sample_rate=SR))
     with pytest.raises(ValueError, match="restoration needs a waveform model.*configs/waveform.py"):

@@ -13,6 +13,8 @@ import pytest
 
 from diffjax import data as data_lib
 from diffjax import losses
+from diffjax.audio.codecs import LogMel, Waveform
+from diffjax.audio.io import read_audio
 from diffjax.jobs import SampleRequest, generate, load, run_sample_request, train_and_evaluate
 from diffjax.jobs import workdir as workdir_lib
 from diffjax.model import build_autoencoder_model, build_codec, build_model, data_spec
@@ -87,8 +89,6 @@ def test_waveform_model_trains_resumes_and_samples(smoke_audio_workdir, tmp_path
     # per-example seeds: the same seed gives the same clip in a different batch
     again = run_sample_request(SampleRequest(workdir=str(tmp_path), sampler="dpmpp_2m", nfe=4, num=1,
                                              seed=8, out=str(tmp_path / "again")))
-    from diffjax.audio.io import read_audio
-
     a = read_audio(str(tmp_path / "out" / "seed000008.wav"), sample_rate=16000)
     b = read_audio(str(tmp_path / "again" / "seed000008.wav"), sample_rate=16000)
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -162,8 +162,6 @@ def test_a_saved_config_loads_equal_to_the_original(tmp_path):
 def test_codec_section_switches_by_name_and_follows_the_data_rate():
     """`--config.codec.name=waveform` on the mel default ignores the mel-only sub-section, and a
     codec with a sample rate takes the data's rather than its own default."""
-    from diffjax.audio.codecs import LogMel, Waveform
-
     config = _load("configs.default", "")
     codec = build_codec(config.codec, 8000)
     assert isinstance(codec, LogMel) and codec.sample_rate == 8000 and codec.n_mels == 128

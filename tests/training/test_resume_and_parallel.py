@@ -14,6 +14,7 @@ import pytest
 
 from configs import toy_gmm
 from diffjax.jobs import load, train_and_evaluate
+from diffjax.training import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -153,8 +154,6 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
 
 def test_multi_process_cpu_runs_disable_the_persistent_cache_with_a_reason(caplog, tmp_path):
     """Issue 20, item 10: the cache is turned off for Gloo runs, and the log says why."""
-    from diffjax.training import parallel
-
     before = jax.config.jax_compilation_cache_dir
     jax.config.update("jax_compilation_cache_dir", str(tmp_path))
     try:

@@ -20,11 +20,12 @@ import numpy as np
 import optax
 import pytest
 
-from configs import default
-from diffjax import losses
-from diffjax.model import DataSpec, build_model
 from jax.sharding import PartitionSpec as P
 
+from configs import autoencoder as autoencoder_config
+from configs import default
+from diffjax import losses
+from diffjax.model import DataSpec, build_autoencoder_model, build_model
 from diffjax.training import checkpoint, memory, parallel
 from diffjax.training.objective import diffusion_loss_fn
 from diffjax.training.state import TrainState, build_optimizer
@@ -160,9 +161,6 @@ def test_unet_shards_its_convolutions_and_matches_replicated():
 
 
 def test_autoencoder_weights_are_annotated():
-    from configs import autoencoder as autoencoder_config
-    from diffjax.model import build_autoencoder_model
-
     config = autoencoder_config.get_config("smoke")
     ae = build_autoencoder_model(config, DataSpec(shape=(2000, 1), sample_rate=16000, num_classes=0))
     named = [tuple(spec) for spec in jax.tree.leaves(ae.logical_axes(), is_leaf=lambda x: isinstance(x, P))

@@ -164,13 +164,14 @@ class ResidualLayer(nn.Module):
         """x [B, L, C], emb [B, E], mel [B, L, M] or None; `dilation`: see `DilatedConv3`."""
         c = self.channels
         y = x + nn.Dense(c, dtype=self.dtype, name="diffusion_projection")(emb)[:, None, :]
-        extra, mel_bias = None, jnp.zeros((2 * c,), self.dtype)
-        if mel is not None:
+        conv = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")
+        if mel is None:
+            y = conv(y, dilation)
+        else:
             mel_kernel, mel_bias = Affine(mel.shape[-1], 2 * c, self.dtype,
                                           name="conditioner_projection")()
-            extra = (mel, mel_kernel)
-        conv = DilatedConv3(2 * c, self.dilation, self.conv_impl, self.dtype, name="dilated_conv")
-        y = checkpoint_name(conv(y, dilation, extra) + mel_bias.reshape(1, 1, -1), PREACTIVATION)
+            y = conv(y, dilation, (mel, mel_kernel)) + mel_bias.reshape(1, 1, -1)
+        y = checkpoint_name(y, PREACTIVATION)
         y = nn.sigmoid(y[..., :c]) * jnp.tanh(y[..., c:])
         out = nn.Dense(2 * c, dtype=self.dtype, name="output_projection")(y)
         residual, skip = jnp.split(out, 2, axis=-1)
